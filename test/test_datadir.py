@@ -1,0 +1,45 @@
+"""vallr_pin.datadir: the Kaldi data-dir reader/writer every stage uses."""
+
+import subprocess
+
+import pytest
+
+from vallr_pin.datadir import atomic_open, read_kv, write_data_dir, write_kv
+
+
+def test_write_kv_sorts_in_c_order_like_sort(tmp_path):
+    # Mixed ASCII / Hanzi keys: Python's code-point order must equal `LC_ALL=C sort` byte order.
+    items = {"spk2-b": "乙", "spk1-z": "", "spk1-a": "甲 乙", "SPK-A": "x", "spk1-汉": "y"}
+    path = tmp_path / "text"
+    write_kv(path, items)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    c_sorted = subprocess.run(["sort"], input="\n".join(lines) + "\n", capture_output=True, text=True,
+                              env={"LC_ALL": "C"}, check=True).stdout.splitlines()
+    assert lines == c_sorted
+    assert "spk1-z" in lines  # an empty value writes the key alone
+    assert read_kv(path) == items
+
+
+def test_read_kv_rejects_duplicate_keys_naming_the_file(tmp_path):
+    path = tmp_path / "utt2spk"
+    path.write_text("a-1 a\na-1 a\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="utt2spk.*duplicate key 'a-1'"):
+        read_kv(path)
+
+
+def test_atomic_open_leaves_old_file_on_crash(tmp_path):
+    path = tmp_path / "feats.scp"
+    write_kv(path, {"u1": "a.ark:1"})
+    with pytest.raises(RuntimeError):
+        with atomic_open(path) as f:
+            f.write("u2 half-written\n")
+            raise RuntimeError("killed")
+    assert read_kv(path) == {"u1": "a.ark:1"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feats.scp"]  # no temp file left behind
+
+
+def test_write_data_dir_requires_speaker_prefixed_utts(tmp_path):
+    write_data_dir(tmp_path / "ok", {"s1-u1": "v.mp4"}, {"s1-u1": "你好"}, {"s1-u1": "s1"})
+    assert (tmp_path / "ok" / "spk2utt").read_text() == "s1 s1-u1\n"
+    with pytest.raises(ValueError, match="not prefixed by its speaker id 's2'"):
+        write_data_dir(tmp_path / "bad", {"u1": "v.mp4"}, {"u1": "你好"}, {"u1": "s2"})

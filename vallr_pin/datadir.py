@@ -1,0 +1,97 @@
+"""Kaldi data-directory files: ``<key> <value>`` lines, UTF-8, sorted by key in C (byte) order.
+
+UTF-8 byte order equals Unicode code-point order, so Python's ``sorted`` on ``str`` keys gives exactly what
+``LC_ALL=C sort`` gives; every writer here sorts that way so ``utils/validate_data_dir.sh`` accepts the output.
+Writers are atomic (temp file + rename): a crash never leaves a half-written ``text`` or ``feats.scp`` that a
+later stage would take as complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, Mapping, Tuple, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+def iter_kv(path: PathLike) -> Iterator[Tuple[str, str]]:
+    """Yield ``(key, value)`` per non-empty line; value is the rest of the line after the first whitespace
+    ("" when the line has only a key, e.g. an utterance whose text is empty)."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            parts = line.split(maxsplit=1)
+            yield parts[0], (parts[1].strip() if len(parts) > 1 else "")
+
+
+def read_kv(path: PathLike) -> Dict[str, str]:
+    """Read a Kaldi ``<key> <value>`` file into an ordered dict; a repeated key is an error naming the file."""
+    out: Dict[str, str] = {}
+    for key, value in iter_kv(path):
+        if key in out:
+            raise ValueError(f"{path}: duplicate key '{key}'; run utils/fix_data_dir.sh on its directory")
+        out[key] = value
+    return out
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"):
+    """Open a temp file beside ``path``; on clean exit rename it over ``path``, on error delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_kv(path: PathLike, items: Union[Mapping[str, str], Iterable[Tuple[str, str]]]) -> None:
+    """Write ``<key> <value>`` lines sorted by key (C order), atomically. A value of "" writes the key alone."""
+    pairs = items.items() if isinstance(items, Mapping) else items
+    rows = sorted(((str(k), str(v)) for k, v in pairs), key=lambda kv: kv[0])
+    with atomic_open(path) as f:
+        for key, value in rows:
+            f.write(f"{key} {value}\n" if value != "" else f"{key}\n")
+
+
+def utt2spk_to_spk2utt(utt2spk: Mapping[str, str]) -> Dict[str, str]:
+    """``{utt: spk}`` -> ``{spk: "utt1 utt2 ..."}`` with utterances in sorted order."""
+    spk2utts: Dict[str, list] = {}
+    for utt in sorted(utt2spk):
+        spk2utts.setdefault(utt2spk[utt], []).append(utt)
+    return {spk: " ".join(utts) for spk, utts in spk2utts.items()}
+
+
+def write_data_dir(
+    data_dir: PathLike,
+    video: Mapping[str, str],
+    text: Mapping[str, str],
+    utt2spk: Mapping[str, str],
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+) -> None:
+    """Write a Kaldi data dir (video.scp, text, utt2spk, spk2utt and any ``extra`` files, e.g. landmarks.scp).
+
+    Utterance ids must be speaker-prefixed so that sorting by utterance also groups speakers (Kaldi rule)."""
+    data_dir = Path(data_dir)
+    for utt, spk in utt2spk.items():
+        if not utt.startswith(spk):
+            raise ValueError(f"{data_dir}: utterance id '{utt}' is not prefixed by its speaker id '{spk}'")
+    write_kv(data_dir / "video.scp", video)
+    write_kv(data_dir / "text", text)
+    write_kv(data_dir / "utt2spk", utt2spk)
+    write_kv(data_dir / "spk2utt", utt2spk_to_spk2utt(utt2spk))
+    for name, items in (extra or {}).items():
+        write_kv(data_dir / name, items)
