@@ -1,0 +1,98 @@
+"""Text normalisation: one sentence per rule, and the Hanzi-only guarantee."""
+
+from collections import Counter
+
+import pytest
+
+from vallr_pin.text.normalize import is_hanzi, normalize_text, read_integer
+
+
+def norm(s):
+    counts = Counter()
+    return normalize_text(s, counts), counts
+
+
+def test_full_width_ascii_folded_before_digit_and_latin_rules():
+    out, c = norm("我们在２０２４年买了ＡＢＣ牌的３．５公斤苹果")
+    assert out == "我们在二零二四年买了牌的三点五公斤苹果"
+    assert c["width_folded"] == 10 and c["latin_words"] == 1
+
+
+def test_punctuation_cjk_and_ascii_removed():
+    out, c = norm("你好，世界！「今天」天气（很）好……是吗?真的;《书》、——")
+    assert out == "你好世界今天天气很好是吗真的书"
+    assert c["punctuation"] > 10
+
+
+@pytest.mark.parametrize(
+    "raw, expected, rule",
+    [
+        ("2024年我毕业了", "二零二四年我毕业了", "digits_year"),
+        ("1998 年的夏天", "一九九八年的夏天", "digits_year"),
+        ("一共123个人", "一共一百二十三个人", "digits_number"),
+        ("花了3000元", "花了三千元", "digits_number"),  # 4 digits without 年: a number, not a year
+        ("他今年10岁", "他今年十岁", "digits_number"),
+        ("一千零五是1005", "一千零五是一千零五", "digits_number"),
+        ("共100010人", "共十万零一十人", "digits_number"),
+        ("总计1,000,000元", "总计一百万元", "digits_number"),
+        ("体温是3.5度", "体温是三点五度", "digits_decimal"),
+        ("只有0.25米", "只有零点二五米", "digits_decimal"),
+        ("增长了50%", "增长了百分之五十", "digits_percent"),
+        ("下降１２．５％", "下降百分之十二点五", "digits_percent"),
+        ("拨打13812345678", "拨打一三八一二三四五六七八", "digits_sequence"),
+        ("特工007号", "特工零零七号", "digits_sequence"),
+    ],
+)
+def test_digit_rules(raw, expected, rule):
+    out, c = norm(raw)
+    assert out == expected
+    assert c[rule] >= 1
+
+
+@pytest.mark.parametrize(
+    "n, reading",
+    [("0", "零"), ("10", "十"), ("15", "十五"), ("20", "二十"), ("110", "一百一十"), ("101", "一百零一"),
+     ("200", "二百"), ("2000", "两千"), ("20000", "两万"), ("10001", "一万零一"), ("105000000", "一亿零五百万"),
+     ("999999999", "九亿九千九百九十九万九千九百九十九")],
+)
+def test_integer_readings(n, reading):
+    assert read_integer(n) == reading
+
+
+def test_latin_words_dropped_and_counted():
+    out, c = norm("我用iPhone拍了一张photo, don't worry")
+    assert out == "我用拍了一张"
+    assert c["latin_words"] == 4
+
+
+def test_whitespace_of_all_kinds_removed():
+    out, c = norm(" 你 好\t世\u3000界\n ")
+    assert out == "你好世界"
+    assert c["whitespace"] >= 5
+
+
+def test_emoji_and_symbols_removed():
+    out, c = norm("哈哈😀👍🏻❤️¥好")
+    assert out == "哈哈好"
+    assert c["other"] >= 4
+
+
+def test_compat_forms_folded():
+    assert norm("二〇二四年")[0] == "二零二四年"
+    assert norm("⼀个")[0] == "一个"  # Kangxi radical U+2F00 -> 一
+
+
+def test_all_punctuation_is_empty():
+    out, c = norm("！？。，……")
+    assert out == ""
+    assert c["punctuation"] == 6
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["2024年，我们的GDP增长了6.5%！", "ＨＥＬＬＯ　世界😀", "第3章：10.5节 & 1,200页", "あいう한국어中文"],
+)
+def test_output_is_hanzi_only_and_idempotent(raw):
+    out = normalize_text(raw)
+    assert out and all(is_hanzi(ch) for ch in out)
+    assert normalize_text(out) == out

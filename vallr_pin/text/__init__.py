@@ -1,0 +1,1 @@
+"""Transcripts: normalisation to Hanzi (normalize), toneless pinyin (pinyin), ESPnet token lists (token_list)."""
