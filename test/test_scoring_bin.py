@@ -1,0 +1,128 @@
+"""The scoring entry points on a tiny decode: score.py output files, error_analysis.py categories."""
+
+import json
+
+import pytest
+
+from vallr_pin.bin import error_analysis as error_analysis_bin
+from vallr_pin.bin import score as score_bin
+from vallr_pin.datadir import write_kv
+from vallr_pin.scoring.cer import score_corpus
+from vallr_pin.scoring.error_analysis import HOMOPHONE, OTHER, SAME_VISEME, analyse, pinyin_per_char
+from vallr_pin.scoring.sclite import find_sclite
+
+SCLITE = find_sclite()
+
+REF = {
+    "spk1-spk1_a": "我是中国人",
+    "spk1-spk1_b": "他来了",
+    "spk2-spk2_c": "你好",
+    "spk2-spk2_d": "爸爸去银行",
+}
+HYP = {
+    "spk1-spk1_a": "我事中人",  # 是->事 homophone, 国 deleted
+    "spk1-spk1_b": "她来了吗",  # 他->她 homophone, 吗 inserted
+    "spk2-spk2_d": "妈爸去银行",  # 爸(ba)->妈(ma): same lip shape; spk2_c has no hypothesis
+}
+
+
+@pytest.fixture
+def decode(tmp_path):
+    data = tmp_path / "data" / "test"
+    dec = tmp_path / "exp" / "vsr" / "decode_x" / "test"
+    write_kv(data / "text", REF)
+    write_kv(data / "utt2spk", {u: u.split("-")[0] for u in REF})
+    write_kv(dec / "text", HYP)
+    return data, dec
+
+
+def test_score_writes_trn_summary_and_utt_errors(decode, capsys, caplog):
+    data, dec = decode
+    out = dec / "score_cer"
+    score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(out)])
+    line = capsys.readouterr().out.strip()
+    # N=15: S=3 (是/事, 他/她, 爸/妈), D=1+2 (国; 你好 missing), I=1 (吗)
+    assert line.startswith("CER 46.67% [S=3 D=3 I=1 N=15] SER 100.00%")
+    assert "spk2-spk2_c" in caplog.text and "no hypothesis" in caplog.text
+
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert {k: summary[k] for k in ("sub", "del", "ins", "n_ref", "n_sent")} == {
+        "sub": 3, "del": 3, "ins": 1, "n_ref": 15, "n_sent": 4}
+    assert summary["cer"] == pytest.approx(46.6667, abs=1e-3)
+    assert summary["ser"] == pytest.approx(100.0)
+    assert summary["n_missing_hyp"] == 1
+
+    # ESPnet trn form: characters, TAB, (spk-utt); the missing hypothesis is an empty line with its id.
+    ref_trn = (out / "ref.trn").read_text("utf-8").splitlines()
+    hyp_trn = (out / "hyp.trn").read_text("utf-8").splitlines()
+    assert ref_trn[0] == "我 是 中 国 人\t(spk1-spk1-spk1_a)"
+    assert hyp_trn[2] == "\t(spk2-spk2-spk2_c)"
+    details = (out / "utt_errors.txt").read_text("utf-8")
+    assert "spk1-spk1_a hyp  我 事 中 *** 人\n" in details
+    assert "spk1-spk1_a #csid 3 1 1 0\n" in details
+    if SCLITE:
+        assert summary["sclite"] == SCLITE
+        assert "Sum/Avg" in (out / "result.txt").read_text("utf-8")
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_score_refuses_hypothesis_from_another_set_and_leaves_no_summary(decode):
+    data, dec = decode
+    out = dec / "score_cer"
+    score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(out)])
+    assert (out / "summary.json").is_file()
+    write_kv(dec / "text", {**HYP, "spk9-spk9_z": "多余"})
+    with pytest.raises(SystemExit) as e:
+        score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(out)])
+    assert e.value.code == 1
+    # The earlier summary must not pass for the result of this failed run.
+    assert not (out / "summary.json").exists()
+
+
+def test_score_empty_reference_needs_the_flag(decode, capsys):
+    data, dec = decode
+    write_kv(data / "text", {**REF, "spk2-spk2_e": ""})
+    args = ["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(dec / "score_cer")]
+    with pytest.raises(SystemExit):
+        score_bin.main(args)
+    write_kv(data / "utt2spk", {u: u.split("-")[0] for u in [*REF, "spk2-spk2_e"]})
+    score_bin.main(args + ["--allow-empty-ref"])
+    assert "N=15" in capsys.readouterr().out
+
+
+def test_score_without_sclite_still_writes_summary(decode):
+    data, dec = decode
+    out = dec / "score_cer"
+    score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(out), "--sclite", "none"])
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert summary["sclite"] is None and summary["sub"] == 3
+    assert not (out / "result.txt").exists()
+
+
+def test_error_analysis_separates_homophones_from_other_substitutions():
+    s = score_corpus(
+        {"a": "他是你", "b": "爸爸", "c": "行走"},
+        {"a": "她事我", "b": "妈爸", "c": "航走"},  # 行 is xing here (行走), 航 hang: not a homophone
+    )
+    a = analyse(s)
+    assert a["substitution_categories"] == {HOMOPHONE: 2, SAME_VISEME: 1, OTHER: 2}
+    by_pair = {(c["ref"], c["hyp"]): c for c in a["top_confusions"]}
+    assert by_pair[("他", "她")]["category"] == HOMOPHONE
+    assert by_pair[("是", "事")]["category"] == HOMOPHONE
+    assert by_pair[("你", "我")]["category"] == OTHER
+    assert by_pair[("爸", "妈")]["category"] == SAME_VISEME
+    assert (by_pair[("行", "航")]["ref_pinyin"], by_pair[("行", "航")]["hyp_pinyin"]) == ("xing", "hang")
+
+
+def test_pinyin_in_context_and_non_hanzi():
+    assert pinyin_per_char("银行a行走") == ["yin", "hang", None, "xing", "zou"]
+
+
+def test_error_analysis_bin_writes_reports(decode):
+    data, dec = decode
+    error_analysis_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--top-k", "5"])
+    a = json.loads((dec / "score_cer" / "error_analysis.json").read_text("utf-8"))
+    assert a["substitution_categories"] == {HOMOPHONE: 2, SAME_VISEME: 1, OTHER: 0}
+    assert a["top_insertions"] == [{"char": "吗", "count": 1}]
+    text = (dec / "score_cer" / "error_analysis.txt").read_text("utf-8")
+    assert "homophone" in text and "他  -> 她" in text

@@ -1,0 +1,75 @@
+"""Character-error breakdown of one decode: most frequent confusions and homophone / same-viseme / other
+substitutions. Writes ``<out-dir>/error_analysis.{txt,json}`` atomically.
+
+Example:
+  python -m vallr_pin.bin.error_analysis --ref data/test/text --hyp exp/vsr_dual/decode_x/test/text \\
+      --out-dir exp/vsr_dual/decode_x/test/score_cer
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from vallr_pin.datadir import atomic_open, read_kv
+from vallr_pin.scoring.cer import score_corpus
+from vallr_pin.scoring.error_analysis import analyse, format_report
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Most frequent character confusions of a decode and how many substitutions are "
+        "homophones (same toneless pinyin), same-viseme (same lip shape) or other.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--ref", required=True, help="Reference Kaldi text file (<utt> <hanzi>), e.g. data/test/text.")
+    parser.add_argument(
+        "--hyp", required=True,
+        help="Hypothesis Kaldi text file (a decode dir's text); a missing utterance counts as an empty hypothesis.",
+    )
+    parser.add_argument(
+        "--out-dir", default=None,
+        help="Where error_analysis.{txt,json} go. Default: <dir of --hyp>/score_cer.",
+    )
+    parser.add_argument("--top-k", type=int, default=20, help="How many confusions / deletions / insertions to list.")
+    parser.add_argument(
+        "--allow-empty-ref", action="store_true",
+        help="Score utterances with an empty reference (their characters count as insertions) instead of failing.",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Logging level.")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+    out_dir = Path(args.out_dir) if args.out_dir else Path(args.hyp).parent / "score_cer"
+    try:
+        refs, hyps = read_kv(args.ref), read_kv(args.hyp)
+        score = score_corpus(refs, hyps, args.allow_empty_ref, ref_name=args.ref, hyp_name=args.hyp)
+    except (ValueError, FileNotFoundError) as e:
+        logging.error("%s", e)
+        sys.exit(1)
+    if score.missing_hyp:
+        logging.warning("%s: %d reference utterance(s) without hypothesis, scored as all deletions",
+                        args.hyp, len(score.missing_hyp))
+    analysis = analyse(score, top_k=args.top_k)
+    analysis["ref"], analysis["hyp"] = args.ref, args.hyp
+    with atomic_open(out_dir / "error_analysis.json") as f:
+        json.dump(analysis, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+    report = format_report(analysis, title=f"{args.hyp} vs {args.ref}")
+    with atomic_open(out_dir / "error_analysis.txt") as f:
+        f.write(report)
+    cats = analysis["substitution_categories"]
+    logging.info("S=%d: homophone %d, same viseme %d, other %d; wrote %s/error_analysis.{txt,json}",
+                 analysis["sub"], cats["homophone"], cats["same_viseme"], cats["other"], out_dir)
+
+
+if __name__ == "__main__":
+    main()

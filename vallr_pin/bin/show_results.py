@@ -1,0 +1,87 @@
+"""Write the results section of a recipe's RESULTS.md from score_cer/summary.json files (like ESPnet's
+show_asr_result.sh): per test set a markdown table, one row per system, columns CER S D I N SER; systems not
+run yet show "n/a (not run)". Only the marked section is replaced; the rest of RESULTS.md is kept.
+
+Examples:
+  python -m vallr_pin.bin.show_results --out RESULTS.md --sets dev test \\
+      --system "char-only (stage I)=exp/vsr_char/decode_beam10_valid.acc.ave/{set}/score_cer" \\
+      --system "dual decoder (stage I)=exp/vsr_dual/decode_beam10_valid.acc.ave/{set}/score_cer" \\
+      --system "dual + zero-shot LLM=exp/llm_zeroshot/refine_{set}/score_cer" \\
+      --system "dual + fine-tuned LLM=exp/llm_lora/refine_{set}/score_cer" \\
+      --meta "model: conf/train_dual.yaml" --paper-ref conf/paper_results.yaml
+  python -m vallr_pin.bin.show_results --out RESULTS.md --config exp/results.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from vallr_pin.scoring.results_table import System, load_mapping, render_section, write_results
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Collect score_cer/summary.json of several systems into a RESULTS.md section.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--out", default="RESULTS.md", help="RESULTS.md to write (created if absent).")
+    parser.add_argument(
+        "--config", default=None,
+        help="YAML/JSON file with any of: title (str), sets (list), systems (list of {label, path}), meta (list "
+        "of str), paper_ref (path or inline mapping). Command-line flags are added after it "
+        "(--system rows after its systems; --title/--sets/--paper-ref replace its values).",
+    )
+    parser.add_argument(
+        "--system", action="append", default=[], metavar="LABEL=PATH",
+        help="A table row: label, '=', and a score_cer dir or summary.json. '{set}' in PATH is replaced by each "
+        "test set; without it the set is the directory above score_cer. Repeat for each system, in row order.",
+    )
+    parser.add_argument(
+        "--sets", nargs="+", default=None,
+        help="Test sets, one table each, in this order. Default: the sets named by the --system paths.",
+    )
+    parser.add_argument("--title", default=None, help="Section heading (default: 'Results').")
+    parser.add_argument("--meta", action="append", default=[], help="A free-form line shown above the tables, "
+                        "e.g. 'model: conf/train_dual.yaml'; repeatable.")
+    parser.add_argument(
+        "--paper-ref", default=None,
+        help="YAML/JSON of published numbers to show below the tables: {source, unit, tables: {name: "
+        "{system: value}}}.",
+    )
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Write RESULTS.md afresh instead of replacing only the generated section.")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Logging level.")
+    return parser
+
+
+def main(argv=None) -> None:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+    try:
+        cfg = load_mapping(args.config) if args.config else {}
+        systems = [System(str(s["label"]), str(s["path"])) for s in cfg.get("systems", [])]
+        systems += [System.parse(s) for s in args.system]
+        paper_ref = args.paper_ref if args.paper_ref is not None else cfg.get("paper_ref")
+        if isinstance(paper_ref, str):
+            paper_ref = load_mapping(paper_ref)
+        section = render_section(
+            systems,
+            sets=args.sets if args.sets is not None else cfg.get("sets"),
+            title=args.title or cfg.get("title") or "Results",
+            meta=list(cfg.get("meta", [])) + args.meta,
+            paper_ref=paper_ref,
+        )
+        write_results(args.out, section, overwrite=args.overwrite)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        logging.error("%s", e)
+        sys.exit(1)
+    logging.info("wrote the results section of %s (%d systems)", args.out, len(systems))
+    print(section, end="")
+
+
+if __name__ == "__main__":
+    main()

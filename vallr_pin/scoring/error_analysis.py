@@ -1,0 +1,182 @@
+"""What kind of character errors a lip reader makes: confusions, and how many substitutions are homophones.
+
+Lips do not show tones and barely distinguish b/p/m, so the expected dominant error of a visual speech
+recogniser is a *homophone* substitution: the hypothesis character has the same toneless pinyin as the
+reference character (他 -> 她 ta, 是 -> 事 shi). That is the error the pinyin decoder and the LLM refinement
+are meant to fix, so it is counted separately from:
+
+- ``same_viseme``: a different syllable that looks the same on the lips -- initials in the same visual class
+  (b/p/m, f, d/t/n/l, g/k/h, j/q/x, zh/ch/sh/r, z/c/s, zero initial y/w) and the same final (爸 ba -> 妈 ma);
+- ``other``: anything else (你 ni -> 我 wo).
+
+Pinyin is taken in sentence context (``vallr_pin.text.pinyin.hanzi_to_pinyin`` on each run of Hanzi, so
+polyphones such as 行 hang/xing are resolved as in the text_pinyin files); a non-Hanzi character has none and
+its substitutions count as ``other``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from vallr_pin.scoring.cer import CORRECT, DEL, INS, SUB, CorpusScore, UttScore
+from vallr_pin.text.normalize import is_hanzi
+from vallr_pin.text.pinyin import UNK, hanzi_to_pinyin
+
+HOMOPHONE, SAME_VISEME, OTHER = "homophone", "same_viseme", "other"
+
+# Visually confusable initials (DESIGN.md section 4); y/w and the empty initial are the zero-initial class.
+INITIAL_VISEME_CLASS: Dict[str, str] = {
+    **{i: "bpm" for i in ("b", "p", "m")},
+    "f": "f",
+    **{i: "dtnl" for i in ("d", "t", "n", "l")},
+    **{i: "gkh" for i in ("g", "k", "h")},
+    **{i: "jqx" for i in ("j", "q", "x")},
+    **{i: "zhchshr" for i in ("zh", "ch", "sh", "r")},
+    **{i: "zcs" for i in ("z", "c", "s")},
+    **{i: "zero" for i in ("y", "w", "")},
+}
+# Two-letter initials first so that "zhang" splits as zh + ang, not z + hang.
+_INITIALS_LONGEST_FIRST = sorted((i for i in INITIAL_VISEME_CLASS if i), key=len, reverse=True)
+
+
+def split_syllable(syllable: str) -> Tuple[str, str]:
+    """Toneless pinyin syllable -> (initial, final) as spelled: ``zhang`` -> (zh, ang), ``er`` -> ("", er)."""
+    for ini in _INITIALS_LONGEST_FIRST:
+        if syllable.startswith(ini) and len(syllable) > len(ini):
+            return ini, syllable[len(ini):]
+    return "", syllable
+
+
+def viseme_key(syllable: str) -> Tuple[str, str]:
+    """(initial viseme class, final): two syllables with the same key look alike on the lips."""
+    ini, fin = split_syllable(syllable)
+    return INITIAL_VISEME_CLASS[ini], fin
+
+
+def pinyin_per_char(text: str) -> List[Optional[str]]:
+    """One toneless syllable per character of ``text`` (context-resolved); None for non-Hanzi or unknown."""
+    out: List[Optional[str]] = []
+    run = ""
+    for ch in text + "\0":  # the sentinel flushes the last Hanzi run
+        if is_hanzi(ch):
+            run += ch
+            continue
+        if run:
+            out.extend(None if s == UNK else s for s in hanzi_to_pinyin(run))
+            run = ""
+        if ch != "\0":
+            out.append(None)
+    return out
+
+
+def classify_substitution(ref_py: Optional[str], hyp_py: Optional[str]) -> str:
+    """homophone / same_viseme / other for one substituted pair of syllables (None = no reading)."""
+    if ref_py is None or hyp_py is None:
+        return OTHER
+    if ref_py == hyp_py:
+        return HOMOPHONE
+    if viseme_key(ref_py) == viseme_key(hyp_py):
+        return SAME_VISEME
+    return OTHER
+
+
+@dataclasses.dataclass(frozen=True)
+class Substitution:
+    utt: str
+    ref: str
+    hyp: str
+    ref_pinyin: Optional[str]
+    hyp_pinyin: Optional[str]
+    category: str
+
+
+def utterance_substitutions(u: UttScore) -> List[Substitution]:
+    """Every substitution of one scored utterance with its pinyin (in context) and category."""
+    ref_py, hyp_py = pinyin_per_char(u.ref), pinyin_per_char(u.hyp)
+    subs = []
+    i = j = 0  # positions in u.ref / u.hyp
+    for op, r, h in u.alignment:
+        if op == SUB:
+            cat = classify_substitution(ref_py[i], hyp_py[j])
+            subs.append(Substitution(u.utt, r, h, ref_py[i], hyp_py[j], cat))
+        if op in (CORRECT, SUB, DEL):
+            i += 1
+        if op in (CORRECT, SUB, INS):
+            j += 1
+    return subs
+
+
+def analyse(score: CorpusScore, top_k: int = 20) -> Dict[str, object]:
+    """Error breakdown of a scored set: totals, substitution categories, most frequent confusions,
+    deletions and insertions (``top_k`` of each, most frequent first, ties by character)."""
+    subs: List[Substitution] = []
+    deletions: collections.Counter = collections.Counter()
+    insertions: collections.Counter = collections.Counter()
+    for u in score.utts:
+        subs.extend(utterance_substitutions(u))
+        for op, r, h in u.alignment:
+            if op == DEL:
+                deletions[r] += 1
+            elif op == INS:
+                insertions[h] += 1
+    categories = collections.Counter(s.category for s in subs)
+    pairs: Dict[Tuple[str, str], List[Substitution]] = collections.defaultdict(list)
+    for s in subs:
+        pairs[(s.ref, s.hyp)].append(s)
+    ranked = sorted(pairs.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:top_k]
+    confusions = []
+    for (r, h), items in ranked:
+        cats = collections.Counter(s.category for s in items)
+        py = collections.Counter((s.ref_pinyin, s.hyp_pinyin) for s in items).most_common(1)[0][0]
+        confusions.append({
+            "ref": r, "hyp": h, "count": len(items), "ref_pinyin": py[0], "hyp_pinyin": py[1],
+            "category": cats.most_common(1)[0][0],
+        })
+    n_sub = len(subs)
+    return {
+        "n_ref": score.n_ref,
+        "n_sent": score.n_sent,
+        "cer": round(score.cer, 4),
+        "sub": score.sub,
+        "del": score.dele,
+        "ins": score.ins,
+        "substitution_categories": {c: categories.get(c, 0) for c in (HOMOPHONE, SAME_VISEME, OTHER)},
+        "homophone_share_of_sub": round(100.0 * categories.get(HOMOPHONE, 0) / n_sub, 2) if n_sub else 0.0,
+        "top_confusions": confusions,
+        "top_deletions": [{"char": c, "count": n} for c, n in _ranked(deletions, top_k)],
+        "top_insertions": [{"char": c, "count": n} for c, n in _ranked(insertions, top_k)],
+    }
+
+
+def _ranked(counter: collections.Counter, k: int) -> Sequence[Tuple[str, int]]:
+    return sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+
+
+def format_report(analysis: Dict[str, object], title: str = "") -> str:
+    """Human-readable ``error_analysis.txt``."""
+    a = analysis
+    cats = a["substitution_categories"]
+    lines = []
+    if title:
+        lines.append(f"# {title}")
+    lines.append(
+        f"CER {a['cer']:.2f}% over N={a['n_ref']} characters, {a['n_sent']} sentences: "
+        f"S={a['sub']} D={a['del']} I={a['ins']}"
+    )
+    n_sub = a["sub"] or 1
+    lines.append("Substitutions by kind:")
+    for c in (HOMOPHONE, SAME_VISEME, OTHER):
+        lines.append(f"  {c:<12} {cats[c]:>7}  ({100.0 * cats[c] / n_sub:5.1f}% of S)")
+    lines.append("")
+    lines.append("Most frequent confusions (ref -> hyp):")
+    lines.append(f"  {'count':>6}  ref -> hyp  pinyin           kind")
+    for c in a["top_confusions"]:
+        py = f"{c['ref_pinyin'] or '-'} -> {c['hyp_pinyin'] or '-'}"
+        lines.append(f"  {c['count']:>6}  {c['ref']}  -> {c['hyp']}   {py:<16} {c['category']}")
+    for key, name in (("top_deletions", "deleted"), ("top_insertions", "inserted")):
+        lines.append("")
+        lines.append(f"Most frequently {name} characters:")
+        lines.append("  " + "  ".join(f"{d['char']}:{d['count']}" for d in a[key]) if a[key] else "  (none)")
+    return "\n".join(lines) + "\n"
