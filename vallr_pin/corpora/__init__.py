@@ -1,0 +1,121 @@
+"""Corpus readers: scan a released corpus tree and return utterance records for stage 0.
+
+Each corpus module (``cnvsrc``, ``cmlr``) turns its own directory layout into a list of :class:`Utterance`;
+everything after that (duplicate checks, Kaldi data-dir writing) is shared here, so a new corpus only needs a
+scanner. Utterance ids are ``<spk>-<original id>`` so that sorting by utterance also groups speakers (Kaldi).
+
+Transcripts are read with :func:`read_transcript`: UTF-8 (a BOM is tolerated) first, then GB18030 (a superset
+of GBK/GB2312, the encoding older Chinese corpora ship), so either kind of file is read correctly; the raw
+sentence is kept as is (normalisation is stage 2's job).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence
+
+from vallr_pin.datadir import write_data_dir
+
+PathLike = os.PathLike | str
+
+# How many missing files an error message lists before summarising the rest.
+_MAX_LISTED = 10
+
+
+class CorpusError(RuntimeError):
+    """Bad or incomplete corpus tree; the message names the file(s) and what to do."""
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One utterance of a corpus.
+
+    utt: Kaldi utterance id, ``<spk>-<original id>`` (no whitespace).
+    spk: speaker id (no whitespace).
+    video: absolute path of the ``.mp4`` file.
+    text: raw transcript (one line, Hanzi as released; not normalised).
+    """
+
+    utt: str
+    spk: str
+    video: str
+    text: str
+
+
+def make_utt_id(spk: str, original_id: str) -> str:
+    """``<spk>-<original id>`` with any whitespace in the original id replaced by ``_``."""
+    utt = f"{spk}-{'_'.join(original_id.split())}"
+    if any(c.isspace() for c in spk):
+        raise CorpusError(f"speaker id '{spk}' contains whitespace; Kaldi ids cannot")
+    return utt
+
+
+def read_transcript(path: PathLike) -> str:
+    """First non-empty line of a transcript file, stripped.
+
+    Tries UTF-8 (BOM removed) then GB18030. Raises :class:`CorpusError` naming the file when it is missing,
+    undecodable or has no text."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: transcript file missing") from None
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            content = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise CorpusError(f"{path}: transcript is neither UTF-8 nor GB18030/GBK; re-encode it as UTF-8")
+    for line in content.splitlines():
+        line = " ".join(line.split())  # one line, single spaces (tabs/CR/full-width space runs collapsed)
+        if line:
+            return line
+    raise CorpusError(f"{path}: transcript file is empty")
+
+
+def report_missing(missing: Sequence[str], what: str, allow_missing: bool) -> None:
+    """Raise (or, with ``allow_missing``, warn) about missing files, naming the first few of them."""
+    if not missing:
+        return
+    listed = "\n  ".join(missing[:_MAX_LISTED])
+    more = f"\n  ... and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
+    msg = f"{len(missing)} {what}:\n  {listed}{more}"
+    if allow_missing:
+        logging.warning("%s\nskipping these utterances (--allow-missing)", msg)
+        return
+    raise CorpusError(f"{msg}\nfix the corpus tree (or pass --allow-missing to skip these utterances)")
+
+
+def check_unique(utts: Iterable[Utterance]) -> List[Utterance]:
+    """Return the utterances as a list; a repeated utterance id is an error naming both videos."""
+    seen: Dict[str, Utterance] = {}
+    out: List[Utterance] = []
+    for u in utts:
+        if u.utt in seen:
+            raise CorpusError(
+                f"utterance id '{u.utt}' occurs twice: {seen[u.utt].video} and {u.video}; "
+                "the same corpus part was probably given twice"
+            )
+        seen[u.utt] = u
+        out.append(u)
+    return out
+
+
+def write_utterances(data_dir: PathLike, utts: Iterable[Utterance]) -> int:
+    """Write a Kaldi data dir (video.scp, text, utt2spk, spk2utt) for the utterances; returns their number."""
+    utts = check_unique(utts)
+    if not utts:
+        raise CorpusError(f"{data_dir}: no utterances to write; check the corpus root and lists")
+    write_data_dir(
+        data_dir,
+        video={u.utt: u.video for u in utts},
+        text={u.utt: u.text for u in utts},
+        utt2spk={u.utt: u.spk for u in utts},
+    )
+    logging.info("wrote %s: %d utterances, %d speakers", data_dir, len(utts), len({u.spk for u in utts}))
+    return len(utts)
