@@ -43,3 +43,14 @@ def test_write_data_dir_requires_speaker_prefixed_utts(tmp_path):
     assert (tmp_path / "ok" / "spk2utt").read_text() == "s1 s1-u1\n"
     with pytest.raises(ValueError, match="not prefixed by its speaker id 's2'"):
         write_data_dir(tmp_path / "bad", {"u1": "v.mp4"}, {"u1": "你好"}, {"u1": "s2"})
+
+
+def test_written_files_follow_the_umask_not_mkstemp(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_kv(tmp_path / "text", {"u": "v"})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "text").stat().st_mode & 0o777 == 0o644

@@ -46,6 +46,10 @@ def atomic_open(path: PathLike, mode: str = "w", encoding: str | None = "utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600; give the final file the mode a plain open() would (0666 minus the umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         with open(tmp, mode, encoding=None if "b" in mode else encoding) as f:
             yield f

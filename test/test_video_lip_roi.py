@@ -1,0 +1,131 @@
+"""Stage 1 building blocks on a real photographed face: decode + resample, landmarks, aligned mouth crop."""
+
+import numpy as np
+import pytest
+
+from video_testdata import apply_affine, astronaut_rgb, mouth_geometry, write_astronaut_video, write_frames_video
+
+from vallr_pin.video.decode import VideoReadError, read_video, resample_indices, rgb_to_grey
+from vallr_pin.video.landmarks import get_detector, interpolate_missing, smooth
+from vallr_pin.video.lip_roi import crop_mouth_rois
+
+ROI = 96
+CENTRE = (ROI - 1) / 2.0
+
+
+@pytest.fixture(scope="module")
+def photo_landmarks():
+    """5 points of the still photo (512x512), found by FaceMesh on the photo itself."""
+    det = get_detector("mediapipe")
+    lm = det.detect(astronaut_rgb()[None])[0]
+    det.close()
+    assert np.isfinite(lm).all(), "FaceMesh found no face on skimage's astronaut photo"
+    return lm
+
+
+@pytest.fixture(scope="module")
+def moving_face(tmp_path_factory, photo_landmarks):
+    """A 30 fps clip (36 frames) of the moving face, decoded to 25 fps, with the true mouth corners per frame."""
+    path = tmp_path_factory.mktemp("video") / "astronaut_30fps.mp4"
+    warps = write_astronaut_video(path, num_frames=36, fps=30.0, size=320)
+    frames = read_video(path)
+    idx = resample_indices(36, 30.0, 25.0)
+    true_corners = np.stack([apply_affine(warps[i], photo_landmarks[3:5]) for i in idx])
+    return frames, true_corners
+
+
+def test_resample_nearest_frame():
+    assert resample_indices(30, 30.0, 25.0).tolist() == [0, 1, 2, 4, 5, 6, 7, 8, 10, 11, 12, 13, 14, 16, 17, 18, 19, 20, 22, 23, 24, 25, 26, 28, 29]
+    assert resample_indices(20, 20.0, 25.0).tolist()[:6] == [0, 1, 2, 2, 3, 4]
+    assert resample_indices(7, 25.0).tolist() == list(range(7))
+    assert len(resample_indices(250, 29.97, 25.0)) == 209  # duration kept: 8.34 s
+
+
+def test_decode_resamples_to_25fps(moving_face):
+    frames, _ = moving_face
+    assert frames.shape == (30, 320, 320, 3) and frames.dtype == np.uint8  # 36 frames at 30 fps = 1.2 s
+
+
+def test_roi_centred_on_mouth_in_every_frame(moving_face):
+    """The true mouth corners (photo landmarks moved by the known warp) land on the crop centre, level, at the
+    same width in every frame, although the head drifts, zooms and rotates by +-8 degrees."""
+    frames, true_corners = moving_face
+    lm = get_detector("mediapipe").detect(frames)
+    assert np.isfinite(lm).all()
+    # Detected mouth corners agree with the truth (the detector works on this clip at all).
+    assert np.abs(lm[:, 3:5] - true_corners).max() < 6.0
+
+    rois, tf = crop_mouth_rois(rgb_to_grey(frames), lm, roi_size=ROI, mouth_width_frac=0.45, return_transforms=True)
+    assert rois.shape == (30, ROI, ROI) and rois.dtype == np.uint8
+    widths = []
+    for t in range(len(frames)):
+        for corners in (true_corners[t], lm[t, 3:5]):
+            mid, width, angle = mouth_geometry(apply_affine(tf[t], corners))
+            assert np.abs(mid - CENTRE).max() < 3.0, f"frame {t}: mouth midpoint at {mid} in the crop"
+            assert abs(angle) < 3.0, f"frame {t}: mouth line tilted {angle:.1f} deg: head rotation not removed"
+        widths.append(width)
+    frac = np.array(widths) / ROI
+    # Same zoom in every frame (zoom of the clip removed) ...
+    assert frac.max() / frac.min() < 1.06
+    # ... and it is the configured fraction of the crop width (median over the clip, true corners).
+    assert np.median(frac) == pytest.approx(0.45, rel=0.04)
+    # The crop really shows a mouth: dark lip gap / teeth contrast in the centre rows, not flat skin.
+    centre_band = rois[:, ROI // 2 - 8:ROI // 2 + 8, ROI // 4:3 * ROI // 4].astype(float)
+    assert centre_band.std(axis=(1, 2)).min() > 15
+
+
+def test_mouth_width_fraction_sets_zoom(moving_face):
+    frames, true_corners = moving_face
+    lm = get_detector("mediapipe").detect(frames)
+    grey = rgb_to_grey(frames)
+    fracs = {}
+    for cfg in (0.30, 0.45):
+        _, tf = crop_mouth_rois(grey, lm, roi_size=ROI, mouth_width_frac=cfg, return_transforms=True)
+        fracs[cfg] = np.median([mouth_geometry(apply_affine(tf[t], true_corners[t]))[1] / ROI for t in range(len(tf))])
+    assert fracs[0.30] / fracs[0.45] == pytest.approx(0.30 / 0.45, rel=0.02)
+
+
+def test_detect_every_k_keeps_roi_on_mouth(moving_face):
+    """The speed option (FaceMesh on every 3rd frame, interpolation between) still centres the crop."""
+    frames, true_corners = moving_face
+    lm = get_detector("mediapipe", detect_every=3, max_side=256).detect(frames)
+    assert np.isfinite(lm).all()
+    _, tf = crop_mouth_rois(rgb_to_grey(frames), lm, roi_size=ROI, return_transforms=True)
+    for t in range(len(tf)):
+        mid, _, angle = mouth_geometry(apply_affine(tf[t], true_corners[t]))
+        assert np.abs(mid - CENTRE).max() < 3.5 and abs(angle) < 3.5
+
+
+def test_no_face_gives_nan_and_none():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+    lm = get_detector("mediapipe").detect(noise)
+    assert lm.shape == (4, 5, 2) and np.isnan(lm).all()
+    assert interpolate_missing(lm) is None
+
+
+def test_interpolate_and_smooth():
+    lm = np.full((6, 5, 2), np.nan, dtype=np.float32)
+    lm[1], lm[4] = 10.0, 40.0
+    filled = interpolate_missing(lm)
+    assert filled[:, 0, 0].tolist() == [10, 10, 20, 30, 40, 40]  # edges held, gaps linear
+    ramp = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((1, 5, 2), np.float32)
+    sm = smooth(ramp, 5)
+    assert np.allclose(sm[2:-2], ramp[2:-2])  # a linear track is unchanged by a centred average
+    assert sm[0, 0, 0] == pytest.approx(1.0)  # truncated window at the edge: mean of frames 0..2
+    jitter = ramp + np.random.default_rng(0).normal(0, 2, ramp.shape).astype(np.float32)
+    assert np.abs(smooth(jitter, 5) - ramp)[2:-2].mean() < np.abs(jitter - ramp)[2:-2].mean()
+
+
+def test_unreadable_videos_raise_with_path(tmp_path):
+    good = tmp_path / "good.mp4"
+    write_frames_video(good, np.zeros((5, 64, 64, 3), np.uint8))
+    data = good.read_bytes()
+    cases = {"truncated.mp4": data[: len(data) // 2], "garbage.mp4": np.random.default_rng(1).bytes(4000), "empty.mp4": b""}
+    for name, payload in cases.items():
+        (tmp_path / name).write_bytes(payload)
+        with pytest.raises(VideoReadError) as e:
+            read_video(tmp_path / name)
+        assert name in str(e.value) and e.value.reason
+    with pytest.raises(VideoReadError, match="not found"):
+        read_video(tmp_path / "missing.mp4")

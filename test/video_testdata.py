@@ -1,0 +1,65 @@
+"""Tiny real-face videos for the stage-1 tests and benchmark.
+
+The face is ``skimage.data.astronaut()`` (a real photograph, Eileen Collins, public domain, shipped inside
+scikit-image). Each video frame is the photo under a known similarity warp (slow drift, zoom and in-plane
+rotation), so the true position of any point of the photo in every frame is known exactly.
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import cv2
+import numpy as np
+
+# Mouth-corner midpoint of the astronaut photo (512x512), roughly; the warp rotates around it.
+FACE_CENTRE = (222.0, 125.0)
+
+
+def astronaut_rgb() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()  # (512, 512, 3) uint8 RGB
+
+
+def frame_warps(num_frames: int, size: int, scale: float = 1.6, rot_deg: float = 8.0, shift: float = 8.0) -> List[np.ndarray]:
+    """Per-frame 2x3 photo->frame warps: the face centred, scaled by ~``scale``, rotating +-``rot_deg``, drifting
+    +-``shift`` px and zooming +-8%, smoothly over the clip (one slow cycle, like a head moving while talking)."""
+    warps = []
+    for i in range(num_frames):
+        ph = 2 * np.pi * i / max(num_frames, 1)
+        m = cv2.getRotationMatrix2D(FACE_CENTRE, rot_deg * np.sin(ph), scale * (1 + 0.08 * np.sin(0.5 * ph)))
+        m[:, 2] += [size / 2 - FACE_CENTRE[0] + shift * np.sin(ph), size / 2 - FACE_CENTRE[1] + 0.6 * shift * np.cos(ph)]
+        warps.append(m)
+    return warps
+
+
+def write_astronaut_video(path: str, num_frames: int = 25, fps: float = 25.0, size: int = 320, **warp_kw) -> List[np.ndarray]:
+    """Write an mp4 ('mp4v') of the moving astronaut face; returns the photo->frame warps (one per frame)."""
+    bgr = cv2.cvtColor(astronaut_rgb(), cv2.COLOR_RGB2BGR)
+    warps = frame_warps(num_frames, size, **warp_kw)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+    for m in warps:
+        writer.write(cv2.warpAffine(bgr, m, (size, size), borderMode=cv2.BORDER_REFLECT))
+    writer.release()
+    return warps
+
+
+def write_frames_video(path: str, frames_rgb: np.ndarray, fps: float = 25.0) -> None:
+    """Write uint8 (T, H, W, 3) RGB frames as an mp4 ('mp4v')."""
+    t, h, w, _ = frames_rgb.shape
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for f in frames_rgb:
+        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    writer.release()
+
+
+def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """(2, 3) affine applied to (N, 2) points."""
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def mouth_geometry(corners: np.ndarray) -> Tuple[np.ndarray, float, float]:
+    """(2, 2) mouth corners [image-left, image-right] -> (midpoint (2,), distance, angle of the line in degrees)."""
+    d = corners[1] - corners[0]
+    return corners.mean(0), float(np.hypot(*d)), float(np.degrees(np.arctan2(d[1], d[0])))
