@@ -1,0 +1,205 @@
+"""End to end through the real entry points on tiny learnable ROI data.
+
+collect-stats -> training (killed after epoch 3, re-run with the same command: it resumes) -> kept
+early/mid/late checkpoints -> two decoding jobs + merge: both branches must have overfit the training
+utterances; N-best lists well-formed; a re-run after deleting one job's marker redoes only that job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+import yaml
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "egs" / "TEMPLATE" / "vsr1" / "conf"
+CHARS = "你好世界中国人民"
+PINYIN = ["ni", "hao", "shi", "jie", "zhong", "guo", "ren", "min"]
+MAX_EPOCH = 12
+KILL_AFTER = 3
+
+
+def _frame(k: int, rng, side: int = 32) -> np.ndarray:
+    """A frame that identifies token k: its brightness and stripe period/orientation (robust to a 4 px crop)."""
+    yy, xx = np.mgrid[0:side, 0:side]
+    img = 20.0 + 28 * k + 25 * np.sign(np.sin(2 * np.pi * (yy if k % 2 else xx) / (3 + k)))
+    img = img + rng.normal(0, 3, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8).reshape(-1)
+
+
+def _make_data(d: Path, n_utt: int = 8, frames_per_char: int = 3) -> None:
+    rng = np.random.default_rng(0)
+    videos, text, pinyin = {}, {}, {}
+    for i in range(n_utt):
+        ks = rng.choice(len(CHARS), size=3 + i % 3, replace=True)
+        utt = f"spk{i % 2}-spk{i % 2}_{i:04d}"
+        videos[utt] = np.stack([_frame(k, rng) for k in ks for _ in range(frames_per_char)])  # (T, 32*32) uint8
+        text[utt] = "".join(CHARS[k] for k in ks)
+        pinyin[utt] = " ".join(PINYIN[k] for k in ks)
+    d.mkdir(parents=True)
+    with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/feats.scp", write_function="numpy") as w:
+        for utt in sorted(videos):
+            w(utt, videos[utt])
+    for name, table in (("text", text), ("text_pinyin", pinyin)):
+        (d / name).write_text("".join(f"{u} {table[u]}\n" for u in sorted(table)), encoding="utf-8")
+    (d / "char_tokens.txt").write_text("\n".join(["<blank>", "<unk>", *CHARS, "<sos/eos>"]) + "\n", encoding="utf-8")
+    (d / "pinyin_tokens.txt").write_text("\n".join(["<blank>", "<unk>", *PINYIN, "<sos/eos>"]) + "\n",
+                                         encoding="utf-8")
+
+
+def _cer(refs: dict, hyps: dict) -> float:
+    import editdistance
+
+    errors = sum(editdistance.eval(list(refs[u].replace(" ", "")), list(hyps.get(u, "").replace(" ", "")))
+                 for u in refs)
+    return errors / sum(len(r.replace(" ", "")) for r in refs.values())
+
+
+def _read(path: Path) -> dict:
+    from vallr_pin.datadir import read_kv
+
+    return read_kv(path)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vsr")
+    data = root / "data"
+    _make_data(data)
+    cfg = yaml.safe_load((CONF / "train_vsr_dual_tiny.yaml").read_text(encoding="utf-8"))
+    cfg["preprocessor_conf"].update(crop_size=28, flip_prob=0.0, time_mask_num=0)  # 32x32 test ROIs
+    cfg.update(max_epoch=MAX_EPOCH, num_iters_per_epoch=10, keep_epochs=[2, 6, MAX_EPOCH], batch_bins=10000,
+               seed=0)
+    cfg["optim_conf"]["lr"] = 0.003
+    cfg["scheduler_conf"]["warmup_steps"] = 20
+    (root / "train.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    common = ["--config", str(root / "train.yaml"), "--token_list", str(data / "char_tokens.txt"),
+              "--pinyin_token_list", str(data / "pinyin_tokens.txt")]
+    for split in ("train", "valid"):
+        common += [f"--{split}_data_path_and_name_and_type", f"{data}/feats.scp,video,kaldi_ark",
+                   f"--{split}_data_path_and_name_and_type", f"{data}/text,text,text",
+                   f"--{split}_data_path_and_name_and_type", f"{data}/text_pinyin,text_pinyin,text"]
+    entry = [sys.executable, "-m", "vallr_pin.bin.vsr_train"]
+    subprocess.run(entry + common + ["--collect_stats", "true", "--output_dir", str(root / "stats"),
+                                     "--train_shape_file", str(data / "feats.scp"),
+                                     "--valid_shape_file", str(data / "feats.scp")],
+                   check=True, env=env, capture_output=True)
+    assert (root / "stats" / "train" / "video_shape").read_text().split("\n")[0].endswith(",784")
+
+    exp = root / "exp"
+    train_cmd = entry + common + ["--output_dir", str(exp), "--resume", "true",
+                                  "--train_shape_file", str(root / "stats/train/video_shape"),
+                                  "--valid_shape_file", str(root / "stats/valid/video_shape")]
+    with open(root / "train1.log", "w") as log:
+        proc = subprocess.Popen(train_cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 120
+        while not (exp / f"{KILL_AFTER}epoch.pth").exists():
+            assert proc.poll() is None, (root / "train1.log").read_text()[-3000:]
+            assert time.time() < deadline, "training did not reach the kill point"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    run2 = subprocess.run(train_cmd, env=env, capture_output=True, text=True)
+    assert run2.returncode == 0, run2.stderr[-3000:]
+    return dict(root=root, data=data, exp=exp, log1=(root / "train1.log").read_text(), log2=run2.stderr)
+
+
+def test_training_resumes_after_kill_and_keeps_epochs(trained):
+    log1, log2, exp = trained["log1"], trained["log2"], trained["exp"]
+    assert f"] {MAX_EPOCH}epoch results" not in log1  # really killed mid-run
+    assert "The training was resumed using" in log2
+    assert "] 1epoch results" not in log2  # resumed, not restarted
+    first = int(log2.split("epoch started")[0].rsplit(" ", 1)[-1].split("/")[0])
+    assert KILL_AFTER + 1 <= first <= KILL_AFTER + 2
+    assert f"] {MAX_EPOCH}epoch results" in log2
+    kept = sorted(p.name for p in (exp / "ckpt_keep").iterdir())
+    assert kept == sorted(f"{e}epoch.pth" for e in (2, 6, MAX_EPOCH))
+    assert not (exp / "2epoch.pth").exists()  # ESPnet's clean-up did run; the kept copy survived it
+    assert len(torch.load(exp / "ckpt_keep" / "2epoch.pth", map_location="cpu"))
+
+
+def _decode(trained, out: Path, key_file: Path, model: str, extra=()):
+    from vallr_pin.bin import vsr_inference
+
+    data = trained["data"]
+    vsr_inference.main([
+        "--config", str(CONF / "decode_vsr.yaml"), "--train_config", str(trained["exp"] / "config.yaml"),
+        "--model_file", model, "--data_path_and_name_and_type", f"{data}/feats.scp,video,kaldi_ark",
+        "--key_file", str(key_file), "--ref_text", str(data / "text"), "--output_dir", str(out),
+        "--log_level", "WARNING", *extra,
+    ])
+
+
+def test_decoding_jobs_merge_and_rerun(trained):
+    root, data, exp = trained["root"], trained["data"], trained["exp"]
+    lines = (data / "feats.scp").read_text().splitlines()
+    keys = [root / "keys.1.scp", root / "keys.2.scp"]
+    keys[0].write_text("\n".join(lines[:4]) + "\n")
+    keys[1].write_text("\n".join(lines[4:]) + "\n")
+    model = str(exp / "ckpt_keep" / f"{MAX_EPOCH}epoch.pth")
+    jobs = [root / "decode" / "logdir" / f"output.{j}" for j in (1, 2)]
+    for job, key in zip(jobs, keys):
+        _decode(trained, job, key, model)
+    from vallr_pin.bin import vsr_inference
+
+    out = root / "decode" / "train"
+    vsr_inference.main(["--output_dir", str(out), "--merge", *map(str, jobs)])
+
+    refs = _read(data / "text")
+    hyp = _read(out / "text")
+    assert list(hyp) == sorted(refs)
+    assert _cer(refs, hyp) <= 0.10, hyp
+    assert _cer(_read(data / "text_pinyin"), _read(out / "pinyin")) <= 0.10
+    assert _read(out / "1best_recog" / "text") == hyp
+
+    allowed = set(PINYIN)
+    rows = [json.loads(line) for line in (out / "nbest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["utt"] for r in rows] == sorted(refs)
+    for r in rows:
+        texts = [h["text"] for h in r["nbest"]]
+        scores = [h["score"] for h in r["nbest"]]
+        assert len(texts) == 10 and len(set(texts)) == 10  # beam 10, 8 tokens: the beam allows K=10
+        assert scores == sorted(scores, reverse=True)
+        assert texts[0] == hyp[r["utt"]] and r["ref"] == refs[r["utt"]]
+        assert set(r["pinyin"].split()) <= allowed
+        assert _read(out / "10best_recog" / "text")[r["utt"]] == texts[9]
+
+    # Re-run after removing job 2's marker: only job 2 is decoded again.
+    before = [(j / "nbest.jsonl").stat().st_mtime_ns for j in jobs]
+    (jobs[1] / ".done").unlink()
+    time.sleep(0.01)
+    for job, key in zip(jobs, keys):
+        _decode(trained, job, key, model)
+    after = [(j / "nbest.jsonl").stat().st_mtime_ns for j in jobs]
+    assert after[0] == before[0] and after[1] > before[1]
+    assert (jobs[1] / ".done").exists()
+
+
+def test_plain_beam_search_and_ctc_pinyin_agree(trained):
+    """BeamSearch (one hypothesis at a time) gives the BatchBeamSearch result; CTC pinyin mode also works,
+    and an early kept checkpoint decodes too."""
+    root, data, exp = trained["root"], trained["data"], trained["exp"]
+    key = root / "keys.all.scp"
+    key.write_text((data / "feats.scp").read_text())
+    late = str(exp / "ckpt_keep" / f"{MAX_EPOCH}epoch.pth")
+    _decode(trained, root / "plain", key, late, ["--beam_search_impl", "plain", "--pinyin_decode_mode", "ctc",
+                                                 "--nbest", "3", "--batch_size", "3"])
+    _decode(trained, root / "batch", key, late, ["--nbest", "3"])
+    assert _read(root / "plain" / "text") == _read(root / "batch" / "text")
+    assert _cer(_read(data / "text_pinyin"), _read(root / "plain" / "pinyin")) <= 0.10
+    _decode(trained, root / "early", key, str(exp / "ckpt_keep" / "2epoch.pth"), ["--nbest", "2"])
+    assert len(_read(root / "early" / "text")) == 8
