@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Stage 7: build LLM instruction data (predicted pinyin + N-best -> reference) in ms-swift ``messages`` JSONL.
+
+Paper section II.C.2: the training set is decoded by VSR checkpoints from early, middle and late training (stage
+6); their hypotheses have different error rates, which diversifies the errors the LLM learns to correct. Each
+input ``nbest.jsonl`` is tagged by its checkpoint (``early=path``), and every sample records ``utt`` and ``ckpt``.
+
+Written to ``--out-dir`` (atomically): ``train.jsonl``, ``dev.jsonl`` (ms-swift rows
+``{"messages": [system, user, assistant], "utt": ..., "ckpt": ...}``) and ``stats.json``.
+
+- Samples whose 1-best is already right are kept (the LLM must learn to leave a correct sentence alone); their
+  share is reported.
+- Identical prompts (same system+user text, e.g. the mid and late checkpoints giving the same N-best for an
+  utterance) are kept once; the count is reported, and so are "conflicts" (same prompt, different reference).
+- The dev split comes from ``--dev-nbest`` (e.g. the dev set decoded by the late checkpoint) or, without it, from
+  a stable hash of the utterance id (``--dev-fraction``), so that all checkpoints of an utterance land on the
+  same side.
+
+Example:
+    python -m vallr_pin.bin.build_llm_data --out-dir exp/llm_data \\
+        --nbest early=exp/vsr/nbest_train_early/nbest.jsonl mid=... late=... \\
+        --dev-nbest late=exp/vsr/decode_beam5_late/dev/nbest.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from vallr_pin.datadir import atomic_open, read_kv
+from vallr_pin.llm.nbest import NbestEntry, read_nbest_jsonl
+from vallr_pin.llm.prompt import build_messages, load_template
+from vallr_pin.scoring.cer import score_corpus
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+
+
+def parse_tagged(spec: str) -> Tuple[str, str]:
+    """``early=path/nbest.jsonl`` -> ("early", path); a bare path is tagged by its parent directory name."""
+    if "=" in spec and not Path(spec).exists():
+        tag, path = spec.split("=", 1)
+        return tag, path
+    return Path(spec).parent.name or "nbest", spec
+
+
+def in_dev(utt: str, fraction: float) -> bool:
+    """Stable pseudo-random split by utterance id (md5, not Python's salted hash)."""
+    h = int(hashlib.md5(utt.encode("utf-8")).hexdigest()[:8], 16)
+    return h / 0xFFFFFFFF < fraction
+
+
+def attach_refs(entries: List[NbestEntry], path: str, refs: Optional[Dict[str, str]], text_path: Optional[str]):
+    """Fill ``ref`` from ``--text`` where given (it wins over the JSONL); error naming file and utt if absent."""
+    for e in entries:
+        if refs is not None and e.utt in refs:
+            e.ref = "".join(refs[e.utt].split())
+        if e.ref is None:
+            raise ValueError(
+                f"{path}: utterance '{e.utt}' has no 'ref' and "
+                + (f"{text_path} does not list it" if text_path else "no --text was given")
+                + "; pass the reference transcripts with --text data/<set>/text")
+
+
+def build_split(
+    tagged: Sequence[Tuple[str, List[NbestEntry]]], lang: str, template, max_candidates: Optional[int]
+) -> Tuple[List[dict], dict]:
+    """Rows for one split (in input order, duplicates removed) and their statistics."""
+    rows: List[dict] = []
+    seen: Dict[str, str] = {}  # prompt key -> reference of the kept sample
+    stats = {"per_ckpt": {}, "n_in": 0, "n_duplicate": 0, "n_conflict": 0, "n_skipped_empty": 0}
+    for tag, entries in tagged:
+        refs = {e.utt: e.ref for e in entries if e.ref}
+        hyps = {e.utt: e.onebest for e in entries if e.ref}
+        score = score_corpus(refs, hyps) if refs else None
+        n_correct = sum(1 for e in entries if e.ref and e.onebest == e.ref)
+        stats["per_ckpt"][tag] = {
+            "n_utts": len(entries),
+            "cer_1best": round(score.cer, 2) if score else None,
+            "share_1best_correct": round(100.0 * n_correct / max(1, len(refs)), 2),
+        }
+        for e in entries:
+            stats["n_in"] += 1
+            if not e.ref or not e.texts:
+                stats["n_skipped_empty"] += 1
+                continue
+            messages = build_messages(e.pinyin, e.texts, e.ref, lang=lang, template=template,
+                                      max_candidates=max_candidates)
+            key = json.dumps(messages[:-1], ensure_ascii=False)
+            if key in seen:
+                stats["n_duplicate"] += 1
+                stats["n_conflict"] += int(seen[key] != e.ref)
+                continue
+            seen[key] = e.ref
+            rows.append({"messages": messages, "utt": e.utt, "ckpt": tag,
+                         "onebest_correct": e.onebest == e.ref})
+    n_ok = sum(r["onebest_correct"] for r in rows)
+    stats["n_out"] = len(rows)
+    stats["share_1best_correct"] = round(100.0 * n_ok / max(1, len(rows)), 2)
+    return rows, stats
+
+
+def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+    with atomic_open(path) as f:
+        for r in rows:
+            f.write(json.dumps({k: v for k, v in r.items() if k != "onebest_correct"}, ensure_ascii=False) + "\n")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--nbest", "--train", dest="nbest", nargs="+", required=True,
+                   help="training-set N-best JSONL files, each TAG=PATH (tag = checkpoint, e.g. early=...); "
+                        "a bare PATH is tagged by its directory name")
+    p.add_argument("--dev-nbest", "--dev", dest="dev_nbest", nargs="*", default=[],
+                   help="N-best JSONL files for the dev split (TAG=PATH); without them --dev-fraction of the "
+                        "training utterances is held out")
+    p.add_argument("--dev-fraction", type=float, default=0.05,
+                   help="share of training utterances held out as dev when no --dev-nbest is given")
+    p.add_argument("--text", nargs="*", default=[],
+                   help="Kaldi text files with references (fill or override the JSONL 'ref' field)")
+    p.add_argument("--out-dir", required=True, help="output directory (train.jsonl, dev.jsonl, stats.json)")
+    p.add_argument("--lang", default="zh", choices=["zh", "en"], help="language of the built-in prompt")
+    p.add_argument("--prompt-template", default=None,
+                   help="prompt template file (.txt user text, or .yaml/.json with system/user) with "
+                        "{pinyin} and {candidates}; default: the built-in one for --lang")
+    p.add_argument("--max-candidates", type=int, default=5, help="N-best hypotheses shown in the prompt (0: all)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    template = load_template(args.prompt_template, args.lang)
+    refs: Optional[Dict[str, str]] = None
+    for t in args.text:
+        refs = {**(refs or {}), **read_kv(t)}
+    text_path = ",".join(args.text) or None
+
+    def load(specs):
+        out = []
+        for spec in specs:
+            tag, path = parse_tagged(spec)
+            entries = read_nbest_jsonl(path)
+            attach_refs(entries, path, refs, text_path)
+            logging.info("%s: %d utterances from %s", tag, len(entries), path)
+            out.append((tag, entries))
+        return out
+
+    train_in = load(args.nbest)
+    if args.dev_nbest:
+        dev_in = load(args.dev_nbest)
+        dev_utts = {e.utt for _, es in dev_in for e in es}
+        overlap = dev_utts & {e.utt for _, es in train_in for e in es}
+        if overlap:
+            raise ValueError(f"{len(overlap)} utterance(s) are both in --nbest and --dev-nbest, e.g. "
+                             f"'{sorted(overlap)[0]}'; the dev split must be disjoint from training")
+    else:
+        dev_in = [(tag, [e for e in es if in_dev(e.utt, args.dev_fraction)]) for tag, es in train_in]
+        train_in = [(tag, [e for e in es if not in_dev(e.utt, args.dev_fraction)]) for tag, es in train_in]
+    max_cands = args.max_candidates or None
+    train_rows, train_stats = build_split(train_in, args.lang, template, max_cands)
+    dev_rows, dev_stats = build_split(dev_in, args.lang, template, max_cands)
+    if not train_rows:
+        raise ValueError(f"no training samples built from {args.nbest}; check that the files hold utterances")
+    out_dir = Path(args.out_dir)
+    write_jsonl(out_dir / "train.jsonl", train_rows)
+    write_jsonl(out_dir / "dev.jsonl", dev_rows)
+    stats = {"train": train_stats, "dev": dev_stats, "lang": args.lang, "max_candidates": max_cands,
+             "prompt_template": args.prompt_template}
+    with atomic_open(out_dir / "stats.json") as f:
+        json.dump(stats, f, ensure_ascii=False, indent=2)
+    for split, st in (("train", train_stats), ("dev", dev_stats)):
+        for tag, c in st["per_ckpt"].items():
+            logging.info("%s/%s: %d utts, 1-best CER %s%%, 1-best correct %.1f%%", split, tag, c["n_utts"],
+                         c["cer_1best"], c["share_1best_correct"])
+        logging.info("%s: %d samples written (%d duplicate prompts dropped, %d of them with a different "
+                     "reference; %d empty skipped); 1-best already correct in %.1f%%", split, st["n_out"],
+                     st["n_duplicate"], st["n_conflict"], st["n_skipped_empty"], st["share_1best_correct"])
+    return stats
+
+
+if __name__ == "__main__":
+    main()

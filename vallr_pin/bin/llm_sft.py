@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Stage 8: LoRA fine-tuning of the refinement LLM with ms-swift (``swift sft``), DeepSpeed ZeRO-2 on GPU.
+
+Reads ``conf/llm_sft.yaml``: a ``swift:`` section of ``swift sft`` arguments (paper: LoRA rank 8, alpha 32,
+lr 1e-4, all linear layers) and ``gpu:``/``cpu:`` sections added on top depending on where it runs (DeepSpeed
+ZeRO-2 and bf16 on GPU; nothing extra on CPU, where DeepSpeed does not apply). Flags after ``--`` are passed to
+``swift sft`` last and so override the config (``-- --max_steps 10``).
+
+Runs ms-swift's own CLI (``python -m swift.cli.main sft ...``) in a subprocess, so that multi-GPU / multi-node
+training works exactly as ms-swift documents it: set ``NPROC_PER_NODE=<gpus per node>`` (and for several nodes
+``NNODES``, ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) in the environment and ms-swift launches torchrun.
+
+ms-swift writes ``<output-dir>/v<N>-<timestamp>/checkpoint-<step>/``; afterwards this wrapper resolves the
+checkpoint to use (the best by validation loss when a dev set is given, else the last), points the symlink
+``<output-dir>/adapter`` at it, and prints its path. Stage 9 loads ``<output-dir>/adapter``.
+
+Example:
+    python -m vallr_pin.bin.llm_sft --config conf/llm_sft.yaml --model /models/Qwen3-4B-Instruct-2507 \\
+        --train exp/llm_data/train.jsonl --dev exp/llm_data/dev.jsonl --output-dir exp/llm_lora
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import yaml
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+ADAPTER_LINK = "adapter"
+
+
+def check_model_dir(model: str) -> Path:
+    """The model directory must exist locally (nothing is downloaded in a recipe run)."""
+    path = Path(model)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"LLM model directory '{model}' does not exist. Set llm_model=<dir> in run.sh (or pass "
+            "--llm_model <dir>) to a local copy of Qwen3-4B-Instruct-2507 (e.g. from `modelscope download "
+            "--model Qwen/Qwen3-4B-Instruct-2507 --local_dir <dir>`), or to a tiny model made by "
+            "`python -m vallr_pin.bin.make_tiny_llm`.")
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"LLM model directory '{model}' has no config.json; it is not a transformers "
+                                "model directory (set llm_model= in run.sh to the directory holding config.json)")
+    return path
+
+
+def to_cli(options: Dict[str, object]) -> List[str]:
+    """``{"lora_rank": 8, "target_modules": ["q_proj", "v_proj"]}`` -> ``--lora_rank 8 --target_modules q_proj
+    v_proj`` (the same conversion ms-swift applies to its own yaml configs; None drops the option)."""
+    argv: List[str] = []
+    for key, value in options.items():
+        if value is None:
+            continue
+        argv.append(f"--{key}")
+        if isinstance(value, (list, tuple)):
+            argv += [str(v) for v in value]
+        elif isinstance(value, bool):
+            argv.append("true" if value else "false")
+        elif isinstance(value, dict):
+            argv.append(json.dumps(value, ensure_ascii=False))
+        else:
+            argv.append(str(value))
+    return argv
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() and torch.cuda.device_count() > 0
+
+
+def resolve_options(conf: dict, device: str, conf_path: Path) -> Dict[str, object]:
+    """Merge ``swift:`` with the ``gpu:``/``cpu:`` section; a relative deepspeed json path is taken relative to
+    the config file, and DeepSpeed is dropped with a warning when the package is not installed."""
+    unknown = set(conf) - {"swift", "gpu", "cpu"}
+    if unknown:
+        raise ValueError(f"{conf_path}: unknown top-level keys {sorted(unknown)}; expected swift, gpu, cpu")
+    options = dict(conf.get("swift") or {})
+    options.update(conf.get(device) or {})
+    ds = options.get("deepspeed")
+    if ds:
+        if str(ds).endswith(".json") and not Path(str(ds)).is_absolute():
+            cand = conf_path.parent / str(ds)
+            options["deepspeed"] = str(cand if cand.exists() else ds)
+        if importlib.util.find_spec("deepspeed") is None:
+            logging.warning("%s asks for deepspeed=%s but the deepspeed package is not installed; training "
+                            "without it (install with `DS_BUILD_OPS=0 pip install deepspeed==0.19.8`)", conf_path, ds)
+            options.pop("deepspeed")
+    return options
+
+
+def _version_dirs(output_dir: Path) -> List[Path]:
+    """ms-swift's ``v<N>-<timestamp>`` run directories, oldest first (by N)."""
+    runs = [p for p in output_dir.glob("v*-*") if p.is_dir() and re.match(r"v\d+-", p.name)]
+    return sorted(runs, key=lambda p: int(re.match(r"v(\d+)-", p.name).group(1)))
+
+
+def resolve_checkpoint(output_dir: Path, select: str = "best") -> Path:
+    """The checkpoint of the newest run: ``best_model_checkpoint`` (or ``last_model_checkpoint``) from the run's
+    ``logging.jsonl`` summary, else its highest ``checkpoint-N``."""
+    runs = _version_dirs(output_dir)
+    if not runs:
+        raise FileNotFoundError(f"{output_dir}: no ms-swift run directory v<N>-<time>/; did `swift sft` run?")
+    run = runs[-1]
+    log = run / "logging.jsonl"
+    if log.exists():
+        for line in reversed(log.read_text(encoding="utf-8").splitlines()):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            key = f"{select}_model_checkpoint"
+            ckpt = row.get(key) or row.get("last_model_checkpoint")
+            if ckpt and Path(ckpt).is_dir():
+                return Path(ckpt).resolve()
+    ckpts = sorted(run.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if
+                   p.name.split("-")[-1].isdigit() else -1)
+    if not ckpts:
+        raise FileNotFoundError(f"{run}: no checkpoint-N directory; training ended before the first save "
+                                "(lower save_steps or check the log)")
+    return ckpts[-1].resolve()
+
+
+def link_adapter(output_dir: Path, ckpt: Path) -> Path:
+    """Atomically point ``<output_dir>/adapter`` at ``ckpt`` (relative link, so the exp dir can move)."""
+    link = output_dir / ADAPTER_LINK
+    tmp = output_dir / f".{ADAPTER_LINK}.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(ckpt, output_dir), tmp)
+    os.replace(tmp, link)
+    return link
+
+
+def build_command(args, options: Dict[str, object]) -> List[str]:
+    cmd = [sys.executable, "-m", "swift.cli.main", "sft", "--model", str(args.model)]
+    cmd += to_cli(options)
+    cmd += ["--dataset", str(args.train), "--output_dir", str(args.output_dir)]
+    if args.dev and Path(args.dev).exists() and Path(args.dev).stat().st_size > 0:
+        cmd += ["--val_dataset", str(args.dev)]
+    return cmd + list(args.swift_args)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="yaml with swift:/gpu:/cpu: sections (conf/llm_sft.yaml)")
+    p.add_argument("--model", required=True, help="local LLM directory (run.sh variable llm_model=)")
+    p.add_argument("--train", required=True, help="training JSONL from stage 7 (exp/llm_data/train.jsonl)")
+    p.add_argument("--dev", "--val", dest="dev", default=None, help="validation JSONL (exp/llm_data/dev.jsonl); skipped if empty")
+    p.add_argument("--output-dir", required=True, help="ms-swift output dir; <dir>/adapter links the result")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "gpu"],
+                   help="which config section to add; auto: gpu if torch sees a CUDA device")
+    p.add_argument("--select", default="best", choices=["best", "last"],
+                   help="checkpoint to link: best validation loss (needs --dev) or last")
+    p.add_argument("--dry-run", action="store_true", help="print the swift command and exit")
+    p.add_argument("swift_args", nargs=argparse.REMAINDER,
+                   help="after `--`: extra `swift sft` flags, appended last (they override the config)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Path:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    if args.swift_args and args.swift_args[0] == "--":
+        args.swift_args = args.swift_args[1:]
+    conf_path = Path(args.config)
+    conf = yaml.safe_load(conf_path.read_text(encoding="utf-8")) or {}
+    check_model_dir(args.model)
+    if not Path(args.train).is_file():
+        raise FileNotFoundError(f"training data '{args.train}' not found; run stage 7 (build_llm_data) first")
+    device = args.device if args.device != "auto" else ("gpu" if gpu_available() else "cpu")
+    options = resolve_options(conf, device, conf_path)
+    output_dir = Path(args.output_dir)
+    cmd = build_command(args, options)
+    logging.info("device %s; running: %s", device, " ".join(cmd))
+    if args.dry_run:
+        print(" ".join(cmd))
+        return output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    # A local model dir needs no hub; without this ms-swift (check_model) spends ~7 s retrying a network call.
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    if device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    ret = subprocess.run(cmd, env=env)
+    if ret.returncode != 0:
+        raise SystemExit(f"`swift sft` failed with exit code {ret.returncode}; see its log above and "
+                         f"{output_dir}/v*/logging.jsonl")
+    ckpt = resolve_checkpoint(output_dir, args.select)
+    link = link_adapter(output_dir, ckpt)
+    logging.info("adapter: %s -> %s", link, ckpt)
+    print(ckpt)
+    return ckpt
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Batched LLM refinement of N-best lists through ms-swift's inference engines (stage 9).
+
+Backends: ``transformers`` (ms-swift's ``TransformersEngine``: batched ``generate`` with left padding; CPU or
+GPU) and ``vllm`` (ms-swift's ``VllmEngine``; GPU, when vLLM is installed). Both take the base model directory
+and optionally the LoRA adapter of stage 8 (without it: zero-shot). Decoding is greedy.
+
+The request for an utterance is built by :func:`vallr_pin.llm.prompt.build_messages`, the same function that
+built the training samples, and the answer passes :class:`vallr_pin.llm.guard.OutputGuard`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from vallr_pin.llm.guard import OutputGuard
+from vallr_pin.llm.nbest import NbestEntry
+from vallr_pin.llm.prompt import PromptTemplate, build_messages
+
+DEFAULT_MODEL_TYPE = "qwen3"
+DEFAULT_TEMPLATE = "qwen3_nothinking"
+
+
+def adapter_swift_args(adapter: Optional[str]) -> dict:
+    """``model_type``/``template`` the adapter was trained with (ms-swift saves args.json beside it)."""
+    if not adapter:
+        return {}
+    for cand in (Path(adapter) / "args.json", Path(adapter).parent / "args.json"):
+        if cand.is_file():
+            args = json.loads(cand.read_text(encoding="utf-8"))
+            return {k: args.get(k) for k in ("model_type", "template") if args.get(k)}
+    return {}
+
+
+def make_engine(model: str, adapter: Optional[str] = None, backend: str = "transformers",
+                model_type: Optional[str] = None, template: Optional[str] = None, torch_dtype: Optional[str] = None,
+                batch_size: int = 16, gpu_memory_utilization: float = 0.9, max_model_len: Optional[int] = None):
+    """An ms-swift inference engine for ``model`` (+ LoRA ``adapter``). model_type/template default to what the
+    adapter was trained with, else qwen3 / qwen3_nothinking (the Qwen3-4B-Instruct-2507 template)."""
+    import torch
+
+    saved = adapter_swift_args(adapter)
+    model_type = model_type or saved.get("model_type") or DEFAULT_MODEL_TYPE
+    template = template or saved.get("template") or DEFAULT_TEMPLATE
+    dtype = getattr(torch, torch_dtype) if torch_dtype else None
+    adapters = [adapter] if adapter else None
+    logging.info("engine %s: model %s, adapter %s, model_type %s, template %s", backend, model, adapter,
+                 model_type, template)
+    if backend == "transformers":
+        from swift import TransformersEngine
+
+        return TransformersEngine(model, adapters=adapters, model_type=model_type, template_type=template,
+                                  torch_dtype=dtype, max_batch_size=batch_size)
+    if backend == "vllm":
+        if not _has_module("vllm"):
+            raise RuntimeError("--backend vllm needs the vllm package (a GPU machine with `pip install vllm`); "
+                               "use --backend transformers otherwise")
+        from swift import VllmEngine
+
+        return VllmEngine(model, adapters=adapters, model_type=model_type, template_type=template,
+                          torch_dtype=dtype, max_num_seqs=max(batch_size, 1),
+                          gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)
+    raise ValueError(f"unknown backend '{backend}' (transformers or vllm)")
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def request_messages(entry: NbestEntry, lang: str = "zh", template: Optional[PromptTemplate] = None,
+                     max_candidates: Optional[int] = 5) -> List[dict]:
+    """The inference request for one utterance: stage 7's training sample without the assistant turn."""
+    return build_messages(entry.pinyin, entry.texts, None, lang=lang, template=template,
+                          max_candidates=max_candidates)
+
+
+@dataclass
+class Refined:
+    utt: str
+    raw: str
+    text: str
+    reason: Optional[str]
+    onebest: str
+    ref: Optional[str]
+
+
+class Refiner:
+    """Refine N-best entries in batches of similar prompt length; greedy decoding.
+
+    Args:
+        engine: an ms-swift InferEngine (``make_engine``).
+        guard: the output guard (its counts accumulate over calls).
+        lang, template, max_candidates: passed to ``build_messages`` (must match stage 7's settings).
+        batch_size: utterances per ``engine.infer`` call.
+        max_new_ratio, max_new_slack: max_new_tokens = ceil(ratio * tokens of the longest candidate in the
+            batch) + slack; the slack covers the end-of-turn token and a possible empty think block.
+    """
+
+    def __init__(self, engine, guard: OutputGuard, lang: str = "zh", template: Optional[PromptTemplate] = None,
+                 max_candidates: Optional[int] = 5, batch_size: int = 16, max_new_ratio: float = 1.5,
+                 max_new_slack: int = 8):
+        self.engine = engine
+        self.guard = guard
+        self.lang = lang
+        self.template = template
+        self.max_candidates = max_candidates
+        self.batch_size = max(1, batch_size)
+        self.max_new_ratio = max_new_ratio
+        self.max_new_slack = max_new_slack
+        self.tokenizer = engine.tokenizer
+
+    def messages(self, e: NbestEntry) -> List[dict]:
+        return request_messages(e, self.lang, self.template, self.max_candidates)
+
+    def _n_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def refine(self, entries: Sequence[NbestEntry], progress: bool = True) -> List[Refined]:
+        """Refined results in the order of ``entries``."""
+        from swift import InferRequest, RequestConfig
+        from tqdm import tqdm
+
+        cand_tokens = [max([self._n_tokens(t) for t in e.texts[: self.max_candidates or None]] or [0])
+                       for e in entries]
+        # similar lengths together: less padding per batch and a tight max_new_tokens
+        order = sorted(range(len(entries)), key=lambda i: cand_tokens[i])
+        results: List[Optional[Refined]] = [None] * len(entries)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for batch in tqdm(batches, desc="refine", disable=not progress, mininterval=5):
+            max_new = math.ceil(self.max_new_ratio * max(cand_tokens[i] for i in batch)) + self.max_new_slack
+            reqs = [InferRequest(messages=self.messages(entries[i])) for i in batch]
+            if hasattr(self.engine, "max_batch_size"):
+                self.engine.max_batch_size = len(reqs)
+            responses = self.engine.infer(reqs, RequestConfig(max_tokens=max_new, temperature=0.0), use_tqdm=False)
+            for i, resp in zip(batch, responses):
+                e = entries[i]
+                choices = getattr(resp, "choices", None)  # ms-swift returns the Exception for a failed request
+                if not choices:
+                    logging.warning("utterance '%s': no LLM answer (%s); the guard falls back", e.utt, resp)
+                raw = (choices[0].message.content if choices else "") or ""
+                text, reason = self.guard(raw, e.texts[: self.max_candidates or None])  # the ones it saw
+                results[i] = Refined(e.utt, raw, text, reason, e.onebest, e.ref)
+        return results  # type: ignore[return-value]
