@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 from vallr_pin.corpora import CorpusError, write_utterances
 from vallr_pin.corpora import cmlr as cmlr_mod
 from vallr_pin.corpora import cnvsrc as cnvsrc_mod
+from vallr_pin.corpora import mini_cnvsrc as mini_mod
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
@@ -33,7 +34,7 @@ def get_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] + " Writes <data-dir>/train, <data-dir>/dev and <data-dir>/test.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--corpus", required=True, choices=["cnvsrc", "cmlr"], help="which corpus layout to read")
+    p.add_argument("--corpus", required=True, choices=["cnvsrc", "cmlr", "mini_cnvsrc"], help="which corpus layout to read")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="output root; sets go to <data-dir>/<set>")
     p.add_argument("--allow-missing", action="store_true",
                    help="skip utterances whose video or transcript file is missing (with a warning naming them) "
@@ -70,6 +71,11 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--cmlr-root", type=Path, help="CMLR folder holding video/ and text/")
     g.add_argument("--cmlr-lists-dir", type=Path,
                    help="folder with the official train.csv/val.csv/test.csv (default: --cmlr-root)")
+
+    g = p.add_argument_group("mini_cnvsrc (the synthetic corpus rendered by vallr_pin.bin.render_corpus)")
+    g.add_argument("--mini-root", type=Path, help="render_corpus --out folder holding train.csv/dev.csv/test.csv")
+    g.add_argument("--no-landmarks", action="store_true",
+                   help="do not write landmarks.scp from the renderer's landmarks (stage 1 then runs mediapipe)")
     return p
 
 
@@ -89,6 +95,10 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         if args.cmlr_root is None:
             raise CorpusError("--cmlr-root is required for --corpus cmlr (db.sh: CMLR)")
         sets = cmlr_mod.prepare_cmlr(args.cmlr_root, args.cmlr_lists_dir, args.allow_missing)
+    elif args.corpus == "mini_cnvsrc":
+        if args.mini_root is None:
+            raise CorpusError("--mini-root is required for --corpus mini_cnvsrc (db.sh: MINI_CNVSRC)")
+        sets = mini_mod.prepare_mini_cnvsrc(args.mini_root, not args.no_landmarks, args.allow_missing)
     else:
         roots = {
             "cncvs": args.cncvs_root,

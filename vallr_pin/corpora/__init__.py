@@ -15,7 +15,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from vallr_pin.datadir import write_data_dir
 
@@ -37,12 +37,15 @@ class Utterance:
     spk: speaker id (no whitespace).
     video: absolute path of the ``.mp4`` file.
     text: raw transcript (one line, Hanzi as released; not normalised).
+    landmarks: optional absolute path of a ``(T, 5, 2)`` float32 ``.npy`` of face landmarks shipped with the
+        corpus (written to ``landmarks.scp``; stage 1 then uses them instead of a detector).
     """
 
     utt: str
     spk: str
     video: str
     text: str
+    landmarks: Optional[str] = None
 
 
 def make_utt_id(spk: str, original_id: str) -> str:
@@ -111,11 +114,20 @@ def write_utterances(data_dir: PathLike, utts: Iterable[Utterance]) -> int:
     utts = check_unique(utts)
     if not utts:
         raise CorpusError(f"{data_dir}: no utterances to write; check the corpus root and lists")
+    # A fresh stage 0 invalidates stage 2's memory of the original transcripts (text.orig, empty_text):
+    # without this, prepare_text could take a re-written raw text for its own earlier output.
+    for stale in ("text.orig", "empty_text"):
+        Path(data_dir, stale).unlink(missing_ok=True)
+    with_landmarks = [u for u in utts if u.landmarks]
+    if with_landmarks and len(with_landmarks) != len(utts):
+        raise CorpusError(f"{data_dir}: {len(utts) - len(with_landmarks)} utterances have no landmarks file while "
+                          "others do; landmarks.scp must cover every utterance or none")
     write_data_dir(
         data_dir,
         video={u.utt: u.video for u in utts},
         text={u.utt: u.text for u in utts},
         utt2spk={u.utt: u.spk for u in utts},
+        extra={"landmarks.scp": {u.utt: u.landmarks for u in utts}} if with_landmarks else None,
     )
     logging.info("wrote %s: %d utterances, %d speakers", data_dir, len(utts), len({u.spk for u in utts}))
     return len(utts)

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# vsr.sh: the VALLR-Pin recipe stages, shared by every egs/<corpus>/vsr1 (like ESPnet's asr.sh).
+# A recipe's run.sh sets its options and calls ./vsr.sh (a symlink to egs/TEMPLATE/vsr1/vsr.sh).
+#
+# Usage: ./run.sh [--stage N] [--stop-stage M] [--nj 4] [--ngpu 0] [--option value ...]
+#   stage 0  local/data.sh: corpus -> data/{train,dev,test}
+#   stage 1  lip ROI extraction -> dump/roi/<set>/feats.scp (nj jobs)
+#   stage 2  text normalisation, toneless pinyin, token lists
+#   stage 3  ESPnet collect-stats (shape files)
+#   stage 4  train the dual-decoder model (and the char-only baseline)
+#   stage 5  decode dev/test (char N-best + pinyin), score CER, error analysis
+#   stage 6  N-best dumping on the training set (and dev) from early/mid/late checkpoints
+#   stage 7  LLM instruction data from those N-best lists
+#   stage 8  ms-swift LoRA SFT of the LLM
+#   stage 9  LLM refinement of dev/test (fine-tuned and zero-shot), scoring, RESULTS.md
+# Every stage can be re-run alone (--stage N --stop-stage N) and redoes only that stage; stages 1, 5 and 6
+# skip jobs that already finished, so a re-run after a crash continues.
+set -euo pipefail
+
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (vsr.sh:${BASH_LINENO[0]}) $*" >&2; }
+min() { local a=$1 b=$2; [ "$a" -lt "$b" ] && echo "$a" || echo "$b"; }
+
+# General
+stage=0
+stop_stage=9
+nj=4                     # parallel jobs for stages 1, 5, 6 (local: processes; slurm: array tasks)
+ngpu=0                   # GPUs for training (ESPnet DDP when > 1)
+python=python3
+dumpdir=dump
+expdir=exp
+
+# Data
+train_set=train
+valid_set=dev
+test_sets="dev test"
+local_data_opts=         # passed to local/data.sh
+
+# Stage 1: lip ROI
+roi_size=96
+detector=mediapipe       # landmark detector when data/<set>/landmarks.scp is absent (or use_landmarks=false)
+use_landmarks=auto       # auto: use data/<set>/landmarks.scp when present; true: require it; false: detect
+roi_opts=                # extra options for vallr_pin.bin.lip_roi
+
+# Stage 2: text
+token_list_dir=data/token_list
+pinyin_extra_syllables=gb2312   # add unseen GB2312 syllables to the pinyin list so dev/test pinyin is never <unk>
+
+# Stages 3-4: VSR model
+vsr_tag=dual
+vsr_config=conf/train_vsr_dual.yaml
+char_tag=char            # the char-only baseline (a = 1); empty to skip it
+char_config=conf/train_vsr_char.yaml
+train_args=              # extra options for vallr_pin.bin.vsr_train
+
+# Stages 5-6: decoding
+decode_config=conf/decode_vsr.yaml
+inference_model=valid.acc_char.ave.pth  # checkpoint decoded in stage 5 (file under exp/vsr_<tag>)
+nbest_ckpts=             # stage 6: kept checkpoints to decode, e.g. "2epoch 10epoch 20epoch"
+                         #   (default: all of exp/vsr_<tag>/ckpt_keep/, i.e. keep_epochs of the train config)
+nbest_sets="train dev"   # stage 6: sets decoded with them (dev: LLM validation data)
+inference_args=
+
+# Stages 7-9: LLM
+llm_model=               # local model directory (Qwen3-4B-Instruct-2507 for the paper's recipes)
+llm_tag=lora
+llm_data_opts=
+llm_sft_config=conf/llm_sft.yaml
+llm_refine_opts=
+paper_results=           # conf/paper_results.yaml: the paper's figures shown beside ours in RESULTS.md
+
+help_message=$(sed -n '2,/^set -euo/p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set -euo/d')
+. ./path.sh
+. ./cmd.sh
+. utils/parse_options.sh
+[ $# -eq 0 ] || { log "Error: unexpected arguments: $*"; exit 2; }
+
+vsr_exp=${expdir}/vsr_${vsr_tag}
+char_exp=${expdir}/vsr_${char_tag}
+stats_dir=${expdir}/vsr_stats
+llm_exp=${expdir}/llm_${llm_tag}
+decode_tag=$(basename "${decode_config}" .yaml)
+all_sets=$(echo "${train_set} ${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+mkdir -p "${expdir}"
+timing=${expdir}/stage_times.txt
+
+run_stage() {  # run_stage N title: true when N is selected; logs and times it
+  [ "$1" -ge "${stage}" ] && [ "$1" -le "${stop_stage}" ] || return 1
+  log "Stage $1: $2"
+  stage_start=$SECONDS
+}
+end_stage() {  # record "stage N seconds" (latest run wins) for RESULTS.md
+  local n=$1 t=$((SECONDS - stage_start))
+  { [ -f "${timing}" ] && grep -v "^stage $n " "${timing}"; echo "stage $n $t"; } | sort -n -k2 > "${timing}.tmp" || true
+  mv "${timing}.tmp" "${timing}"
+  log "Stage $n done in ${t}s"
+}
+
+if run_stage 0 "data preparation (local/data.sh)"; then
+  # shellcheck disable=SC2086
+  local/data.sh ${local_data_opts}
+  end_stage 0
+fi
+
+if run_stage 1 "lip ROI extraction -> ${dumpdir}/roi"; then
+  for dset in ${all_sets}; do
+    src=data/${dset}; dir=${dumpdir}/roi/${dset}
+    mkdir -p "${dir}/log"
+    _nj=$(min "${nj}" "$(wc -l < "${src}/video.scp")")
+    split_scps=""
+    for n in $(seq "${_nj}"); do split_scps+=" ${dir}/split${_nj}/${n}/video.scp"; done
+    # shellcheck disable=SC2086
+    utils/split_scp.pl "${src}/video.scp" ${split_scps}
+    lm_opts="--detector ${detector}"
+    if [ "${use_landmarks}" = true ] || { [ "${use_landmarks}" = auto ] && [ -f "${src}/landmarks.scp" ]; }; then
+      lm_opts="--landmarks-scp ${src}/landmarks.scp"
+    fi
+    log "  ${dset}: ${_nj} jobs, ${lm_opts}"
+    # shellcheck disable=SC2086
+    ${decode_cmd} JOB=1:"${_nj}" "${dir}/log/lip_roi.JOB.log" \
+      ${python} -m vallr_pin.bin.lip_roi --video-scp "${dir}/split${_nj}/JOB/video.scp" --text "${src}/text" \
+        ${lm_opts} --roi-size "${roi_size}" --out-dir "${dir}" --job-id JOB ${roi_opts}
+    ${python} -m vallr_pin.bin.lip_roi --merge --out-dir "${dir}" --nj "${_nj}"
+    # The dump dir is the data dir training reads: utterances that failed ROI extraction drop out here,
+    # data/<set> keeps everything so stage 1 can be re-run from it.
+    cp "${src}/text" "${src}/utt2spk" "${dir}/"
+    utils/fix_data_dir.sh "${dir}"
+    [ -s "${dir}/failed" ] && log "  ${dset}: $(wc -l < "${dir}/failed") utterance(s) failed, see ${dir}/failed"
+  done
+  end_stage 1
+fi
+
+if run_stage 2 "text normalisation, toneless pinyin, token lists"; then
+  data_dirs=""; for dset in ${all_sets}; do data_dirs+=" data/${dset}"; done
+  # shellcheck disable=SC2086
+  ${python} -m vallr_pin.bin.prepare_text --data-dirs ${data_dirs} --train-dir "data/${train_set}" \
+    --token-list-dir "${token_list_dir}" --pinyin-extra-syllables "${pinyin_extra_syllables}"
+  for dset in ${all_sets}; do
+    dir=${dumpdir}/roi/${dset}
+    [ -f "${dir}/feats.scp" ] || { log "Error: ${dir}/feats.scp missing: run stage 1 first"; exit 1; }
+    cp "data/${dset}/text" "data/${dset}/text_pinyin" "data/${dset}/utt2spk" "${dir}/"
+    utils/fix_data_dir.sh "${dir}"
+  done
+  end_stage 2
+fi
+
+# The data options every ESPnet call of the task shares.
+data_opts() {  # data_opts train|valid <set>
+  local d=${dumpdir}/roi/$2
+  echo "--$1_data_path_and_name_and_type ${d}/feats.scp,video,kaldi_ark" \
+       "--$1_data_path_and_name_and_type ${d}/text,text,text" \
+       "--$1_data_path_and_name_and_type ${d}/text_pinyin,text_pinyin,text"
+}
+token_opts="--token_list ${token_list_dir}/char/tokens.txt --pinyin_token_list ${token_list_dir}/pinyin/tokens.txt"
+
+if run_stage 3 "ESPnet collect-stats -> ${stats_dir}"; then
+  mkdir -p "${stats_dir}/log"
+  # In collect-stats mode ESPnet takes the key lists as shape files and writes the real shapes.
+  # shellcheck disable=SC2046,SC2086
+  ${train_cmd} "${stats_dir}/log/stats.log" \
+    ${python} -m vallr_pin.bin.vsr_train --collect_stats true --config "${vsr_config}" ${token_opts} \
+      $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
+      --train_shape_file "${dumpdir}/roi/${train_set}/feats.scp" \
+      --valid_shape_file "${dumpdir}/roi/${valid_set}/feats.scp" \
+      --output_dir "${stats_dir}" --ngpu 0 --num_workers 0
+  end_stage 3
+fi
+
+train_model() {  # train_model <exp dir> <config>
+  mkdir -p "$1"
+  log "  training $1 with $2 (resumes from $1/checkpoint.pth if present)"
+  # shellcheck disable=SC2046,SC2086
+  ${cuda_cmd} --gpu "${ngpu}" "$1/train.log" \
+    ${python} -m vallr_pin.bin.vsr_train --config "$2" ${token_opts} \
+      $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
+      --train_shape_file "${stats_dir}/train/video_shape" --valid_shape_file "${stats_dir}/valid/video_shape" \
+      --resume true --output_dir "$1" --ngpu "${ngpu}" ${train_args}
+}
+
+if run_stage 4 "train ${vsr_exp} (and ${char_tag:+${char_exp}})"; then
+  train_model "${vsr_exp}" "${vsr_config}"
+  [ -n "${char_tag}" ] && train_model "${char_exp}" "${char_config}"
+  end_stage 4
+fi
+
+decode_set() {  # decode_set <model exp> <checkpoint file> <set> <decode dir>
+  local mexp=$1 ckpt=$2 dset=$3 dir=$4 data=${dumpdir}/roi/$3
+  local _nj key_files="" n
+  _nj=$(min "${nj}" "$(wc -l < "${data}/feats.scp")")
+  mkdir -p "${dir}/logdir"
+  for n in $(seq "${_nj}"); do key_files+=" ${dir}/logdir/keys.${n}.scp"; done
+  # shellcheck disable=SC2086
+  utils/split_scp.pl "${data}/feats.scp" ${key_files}
+  # shellcheck disable=SC2086
+  ${decode_cmd} JOB=1:"${_nj}" "${dir}/logdir/inference.JOB.log" \
+    ${python} -m vallr_pin.bin.vsr_inference --config "${decode_config}" \
+      --train_config "${mexp}/config.yaml" --model_file "${ckpt}" \
+      --data_path_and_name_and_type "${data}/feats.scp,video,kaldi_ark" --ref_text "${data}/text" \
+      --key_file "${dir}/logdir/keys.JOB.scp" --output_dir "${dir}/logdir/output.JOB" ${inference_args}
+  local job_dirs=""
+  for n in $(seq "${_nj}"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
+  # shellcheck disable=SC2086
+  ${python} -m vallr_pin.bin.vsr_inference --output_dir "${dir}" --merge ${job_dirs}
+}
+
+score_dir() {  # score_dir <ref text> <dir with text>
+  ${python} -m vallr_pin.bin.score --ref "$1" --hyp "$2/text" --out-dir "$2/score_cer"
+  ${python} -m vallr_pin.bin.error_analysis --ref "$1" --hyp "$2/text" --out-dir "$2/score_cer" >/dev/null
+}
+
+if run_stage 5 "decode ${test_sets} with ${inference_model}, score CER"; then
+  for mexp in ${vsr_exp} ${char_tag:+${char_exp}}; do
+    for dset in ${test_sets}; do
+      dir=${mexp}/decode_${decode_tag}_${inference_model%.pth}/${dset}
+      decode_set "${mexp}" "${mexp}/${inference_model}" "${dset}" "${dir}"
+      score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
+    done
+  done
+  end_stage 5
+fi
+
+kept_ckpts() {  # the early/mid/late checkpoints stage 6 decodes (names without .pth), in epoch order
+  if [ -n "${nbest_ckpts}" ]; then echo "${nbest_ckpts}"; return; fi
+  find "${vsr_exp}/ckpt_keep" -maxdepth 1 -name '*epoch.pth' 2>/dev/null | xargs -r -n1 basename | sort -n | sed 's/\.pth$//' | tr '\n' ' '
+}
+
+if run_stage 6 "N-best dumping on ${nbest_sets} from the kept checkpoints"; then
+  ckpts=$(kept_ckpts)
+  [ -n "${ckpts}" ] || { log "Error: no checkpoints in ${vsr_exp}/ckpt_keep (keep_epochs in ${vsr_config}); run stage 4"; exit 1; }
+  log "  checkpoints: ${ckpts}"
+  for ckpt in ${ckpts}; do
+    [ -f "${vsr_exp}/ckpt_keep/${ckpt}.pth" ] || { log "Error: ${vsr_exp}/ckpt_keep/${ckpt}.pth missing"; exit 1; }
+    for dset in ${nbest_sets}; do
+      dir=${vsr_exp}/decode_${decode_tag}_${ckpt}/${dset}
+      decode_set "${vsr_exp}" "${vsr_exp}/ckpt_keep/${ckpt}.pth" "${dset}" "${dir}"
+      score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
+    done
+  done
+  end_stage 6
+fi
+
+if run_stage 7 "LLM instruction data -> ${expdir}/llm_data"; then
+  train_nbest=""; dev_nbest=""
+  for ckpt in $(kept_ckpts); do
+    train_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${train_set}/nbest.jsonl"
+    dev_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${valid_set}/nbest.jsonl"
+  done
+  # shellcheck disable=SC2086
+  ${python} -m vallr_pin.bin.build_llm_data --train ${train_nbest} --dev ${dev_nbest} \
+    --out-dir "${expdir}/llm_data" ${llm_data_opts}
+  end_stage 7
+fi
+
+if run_stage 8 "ms-swift LoRA SFT -> ${llm_exp}"; then
+  [ -n "${llm_model}" ] || { log "Error: set llm_model= (a local model directory) in run.sh or --llm_model"; exit 1; }
+  mkdir -p "${llm_exp}"
+  ${cuda_cmd} --gpu "${ngpu}" "${llm_exp}/sft.log" \
+    ${python} -m vallr_pin.bin.llm_sft --config "${llm_sft_config}" --model "${llm_model}" \
+      --train "${expdir}/llm_data/train.jsonl" --val "${expdir}/llm_data/dev.jsonl" --output-dir "${llm_exp}"
+  end_stage 8
+fi
+
+if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
+  [ -n "${llm_model}" ] || { log "Error: set llm_model= (a local model directory) in run.sh or --llm_model"; exit 1; }
+  decode_dir=decode_${decode_tag}_${inference_model%.pth}
+  for dset in ${test_sets}; do
+    nbest=${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl
+    for mode in finetuned zeroshot; do
+      out=${llm_exp}/refine_${mode}/${dset}
+      adapter_opt=""; [ "${mode}" = finetuned ] && adapter_opt="--adapter ${llm_exp}/adapter"
+      # shellcheck disable=SC2086
+      ${cuda_cmd} --gpu "${ngpu}" "${out}/refine.log" \
+        ${python} -m vallr_pin.bin.llm_refine --model "${llm_model}" ${adapter_opt} --nbest "${nbest}" \
+          --out-dir "${out}" ${llm_refine_opts}
+      score_dir "${dumpdir}/roi/${dset}/text" "${out}"
+    done
+  done
+  results_opts=(--out RESULTS.md --sets ${test_sets} --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
+    --system "char-only (stage I)=${char_exp}/${decode_dir}/{set}/score_cer"
+    --system "dual decoder (stage I)=${vsr_exp}/${decode_dir}/{set}/score_cer"
+    --system "dual + zero-shot LLM=${llm_exp}/refine_zeroshot/{set}/score_cer"
+    --system "dual + fine-tuned LLM=${llm_exp}/refine_finetuned/{set}/score_cer"
+    --meta "VSR model: ${vsr_config} (${vsr_exp}/${inference_model}); decoding: ${decode_config}"
+    --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)")
+  [ -n "${paper_results}" ] && results_opts+=(--paper-ref "${paper_results}")
+  end_stage 9
+  results_opts+=(--meta "time per stage (s, latest run): $(awk '{printf "%s%s=%s", sep, $2, $3; sep=", "}' "${timing}")")
+  ${python} -m vallr_pin.bin.show_results "${results_opts[@]}" > /dev/null
+  cat RESULTS.md
+fi
+log "Finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

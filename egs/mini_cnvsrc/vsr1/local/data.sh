@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Stage 0 of egs/mini_cnvsrc/vsr1: render the synthetic corpus (real Mandarin sentences from the PyPI package
+# hsk-sentences-audio, CC-BY-SA-4.0, drawn as lip video by vallr_pin/synth) into a CNVSRC-like raw layout
+# under ${MINI_CNVSRC}, then write data/{train,dev,test}; then build the tiny LLM ${TINY_LLM} from the
+# training transcripts only (it stands in for the Qwen3-4B a real recipe loads from disk).
+# Train/dev/test are disjoint in sentences and speakers (test speakers unseen, as in CNVSRC-Multi).
+# Re-running skips videos already rendered and an LLM already built.
+set -euo pipefail
+
+log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (data.sh:${BASH_LINENO[0]}) $*" >&2; }
+
+num_train_speakers=24
+num_dev_speakers=3
+num_test_speakers=3
+utts_per_speaker=50
+max_chars=16              # longest sentence rendered (characters)
+size=160                  # rendered frame side (pixels)
+seed=2026
+render_nj=2
+use_landmarks=true        # false: no landmarks.scp, stage 1 runs mediapipe FaceMesh on the drawn faces
+llm_opts=                 # extra options for vallr_pin.bin.make_tiny_llm
+data_dir=data
+python=python3
+
+. ./db.sh
+[ -f ./path.sh ] && . ./path.sh
+. utils/parse_options.sh
+[ $# -eq 0 ] || { log "Error: no positional arguments are required."; exit 2; }
+
+log "Rendering the synthetic corpus into ${MINI_CNVSRC}"
+${python} -m vallr_pin.bin.render_corpus --out "${MINI_CNVSRC}" --sentences-from hsk \
+  --num-train-speakers "${num_train_speakers}" --num-dev-speakers "${num_dev_speakers}" \
+  --num-test-speakers "${num_test_speakers}" --utts-per-speaker "${utts_per_speaker}" \
+  --max-chars "${max_chars}" --size "${size}" --seed "${seed}" --nj "${render_nj}" --no-progress
+
+args=(--corpus mini_cnvsrc --mini-root "${MINI_CNVSRC}" --data-dir "${data_dir}")
+[ "${use_landmarks}" = true ] || args+=(--no-landmarks)
+${python} -m vallr_pin.bin.prepare_corpus "${args[@]}"
+for x in train dev test; do
+  utils/fix_data_dir.sh "${data_dir}/${x}"
+  utils/validate_data_dir.sh "${data_dir}/${x}"
+done
+
+if [ -f "${TINY_LLM}/config.json" ]; then
+  log "Tiny LLM ${TINY_LLM} exists; skipping (remove it to rebuild)"
+else
+  log "Building the tiny LLM ${TINY_LLM} from ${data_dir}/train/text (never dev/test)"
+  # shellcheck disable=SC2086
+  ${python} -m vallr_pin.bin.make_tiny_llm --text "${data_dir}/train/text" --out "${TINY_LLM}" ${llm_opts}
+fi
+log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The embedded default: a synthetic lip-reading corpus rendered from real Mandarin sentences and a tiny
+# locally built LLM, running every stage of the real recipe on a CPU (`make demo` runs it).
+# See README.md here for what is synthetic. Options: ./vsr.sh --help; corpus size: local/data.sh --help.
+set -euo pipefail
+. ./db.sh
+
+./vsr.sh \
+  --nj 2 \
+  --train_set train --valid_set dev --test_sets "dev test" \
+  --vsr_config conf/train_vsr_dual.yaml --char_config conf/train_vsr_char.yaml \
+  --decode_config conf/decode_vsr.yaml \
+  --llm_model "${TINY_LLM}" --llm_sft_config conf/llm_sft.yaml \
+  "$@"

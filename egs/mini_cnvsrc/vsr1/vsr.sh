@@ -1,0 +1,1 @@
+../../TEMPLATE/vsr1/vsr.sh
