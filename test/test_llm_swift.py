@@ -190,13 +190,24 @@ def test_llm_refine_end_to_end(work, adapter, tmp_path):
 
 
 def test_batched_generation_equals_one_at_a_time(work, tmp_path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from vallr_pin.llm.guard import OutputGuard
     from vallr_pin.llm.refine import Refiner, make_engine
 
     # A random model with large weights: its greedy output depends strongly on the prompt, so a padding or
     # position-id error in batched generation would show as a different output.
+    entries = read_nbest_jsonl(work["nbest_late"])
+    engine = make_engine(str(_random_model(work, tmp_path)), None, "transformers", batch_size=4)  # zero-shot
+    # a fixed token budget (ratio 0): otherwise each batch's budget follows its longest candidate
+    one = Refiner(engine, OutputGuard(), batch_size=1, max_new_ratio=0, max_new_slack=10).refine(entries, False)
+    batched = Refiner(engine, OutputGuard(), batch_size=4, max_new_ratio=0, max_new_slack=10).refine(entries, False)
+    assert len({r.raw for r in one}) > 1  # outputs depend on the prompt, so the comparison means something
+    assert [r.raw for r in batched] == [r.raw for r in one]
+
+
+def _random_model(work, tmp_path):
+    """A copy of the tiny model with large random weights: its scores depend strongly on the input."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     model = AutoModelForCausalLM.from_pretrained(work["model"])
     torch.manual_seed(0)
     with torch.no_grad():
@@ -205,10 +216,38 @@ def test_batched_generation_equals_one_at_a_time(work, tmp_path):
                 p.normal_(0.0, 0.3)
     model.save_pretrained(tmp_path / "rand")
     AutoTokenizer.from_pretrained(work["model"]).save_pretrained(tmp_path / "rand")
+    return tmp_path / "rand"
+
+
+def test_rescore_logprob_is_the_sft_loss_and_batching_does_not_change_it(work, tmp_path):
+    from vallr_pin.llm.guard import OutputGuard
+    from vallr_pin.llm.refine import Rescorer, make_engine
+
+    engine = make_engine(str(_random_model(work, tmp_path)), None, "transformers", batch_size=8)
     entries = read_nbest_jsonl(work["nbest_late"])
-    engine = make_engine(str(tmp_path / "rand"), None, "transformers", batch_size=4)  # zero-shot
-    # a fixed token budget (ratio 0): otherwise each batch's budget follows its longest candidate
-    one = Refiner(engine, OutputGuard(), batch_size=1, max_new_ratio=0, max_new_slack=10).refine(entries, False)
-    batched = Refiner(engine, OutputGuard(), batch_size=4, max_new_ratio=0, max_new_slack=10).refine(entries, False)
-    assert len({r.raw for r in one}) > 1  # outputs depend on the prompt, so the comparison means something
-    assert [r.raw for r in batched] == [r.raw for r in one]
+    convs = [conv for e in entries for conv in Rescorer(engine, OutputGuard())._sequences(e)[1]]
+    one = Rescorer(engine, OutputGuard(), batch_size=1).answer_logprobs(convs)
+    batched = Rescorer(engine, OutputGuard(), batch_size=8).answer_logprobs(convs)
+    assert len(set(round(x, 3) for x in one)) > 1
+    assert batched == pytest.approx(one, rel=1e-4, abs=1e-4)  # left/right padding must not leak into scores
+    # The score is exactly what SFT trains on: -(mean CE over the label tokens) * number of label tokens.
+    tmpl = engine.template
+    tmpl.set_mode("train")
+    enc = tmpl.encode({"messages": convs[0]})
+    tmpl.set_mode("transformers")
+    labels = torch.tensor([enc["labels"]])
+    with torch.no_grad():
+        loss = engine.model(input_ids=torch.tensor([enc["input_ids"]]), labels=labels).loss.item()
+    n_answer = int((labels[:, 1:] != -100).sum())
+    assert one[0] == pytest.approx(-loss * n_answer, rel=1e-4)
+
+
+def test_llm_refine_rescore_mode_picks_a_candidate(work, adapter, tmp_path):
+    out, _ = adapter
+    stats = llm_refine.main(["--nbest", str(work["nbest_late"]), "--model", str(work["model"]),
+                             "--adapter", str(out / "adapter"), "--out-dir", str(tmp_path / "rescore"),
+                             "--mode", "rescore", "--batch-size", "4", "--threads", "1"])
+    assert stats["mode"] == "rescore" and stats["fallback"] == 0
+    cands = {e.utt: e.texts[:5] for e in read_nbest_jsonl(work["nbest_late"])}
+    for r in _rows(tmp_path / "rescore" / "raw.jsonl"):
+        assert r["text"] in cands[r["utt"]]

@@ -30,7 +30,7 @@ from vallr_pin.datadir import atomic_open, write_kv
 from vallr_pin.llm.guard import OutputGuard
 from vallr_pin.llm.nbest import read_nbest_jsonl
 from vallr_pin.llm.prompt import load_template
-from vallr_pin.llm.refine import Refiner, make_engine
+from vallr_pin.llm.refine import Refiner, Rescorer, make_engine
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
@@ -66,6 +66,12 @@ def get_parser() -> argparse.ArgumentParser:
                         "this share of its length (negative: no check)")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm only")
     p.add_argument("--max-model-len", type=int, default=None, help="vllm only: context length to allocate")
+    p.add_argument("--mode", default="generate", choices=["generate", "rescore"],
+                   help="generate: the LLM writes the corrected sentence (the paper; real LLMs); rescore: the LLM "
+                        "scores each N-best candidate as the answer to the same prompt and the best is kept "
+                        "(eq. 18 restricted to the N-best; for LLMs too small to generate, e.g. the mini recipe)")
+    p.add_argument("--rescore-vsr-weight", type=float, default=0.0,
+                   help="rescore mode: weight of the VSR beam score added to the LLM log-probability")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     return p
 
@@ -90,9 +96,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                          args.batch_size, args.gpu_memory_utilization, args.max_model_len)
     guard = OutputGuard(min_ratio=args.guard_min_ratio, max_ratio=args.guard_max_ratio,
                         max_edit_ratio=None if args.guard_max_edit_ratio < 0 else args.guard_max_edit_ratio)
-    refiner = Refiner(engine, guard, lang=args.lang, template=template, max_candidates=args.max_candidates or None,
-                      batch_size=args.batch_size, max_new_ratio=args.max_new_ratio,
-                      max_new_slack=args.max_new_slack)
+    if args.mode == "rescore":
+        refiner = Rescorer(engine, guard, lang=args.lang, template=template,
+                           max_candidates=args.max_candidates or None, batch_size=args.batch_size,
+                           vsr_weight=args.rescore_vsr_weight)
+    else:
+        refiner = Refiner(engine, guard, lang=args.lang, template=template,
+                          max_candidates=args.max_candidates or None, batch_size=args.batch_size,
+                          max_new_ratio=args.max_new_ratio, max_new_slack=args.max_new_slack)
     t0 = time.time()
     results = refiner.refine(entries)
     elapsed = time.time() - t0
@@ -104,7 +115,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     stats = guard.stats()
     stats.update({"n_changed_from_1best": sum(r.text != r.onebest for r in results),
                   "utts_per_second": round(len(results) / max(elapsed, 1e-9), 3), "model": args.model,
-                  "adapter": args.adapter, "backend": args.backend, "batch_size": args.batch_size,
+                  "adapter": args.adapter, "backend": args.backend, "mode": args.mode, "batch_size": args.batch_size,
                   "guard": {"min_ratio": guard.min_ratio, "max_ratio": guard.max_ratio,
                             "max_edit_ratio": guard.max_edit_ratio}})
     with atomic_open(out / "guard_stats.json") as f:

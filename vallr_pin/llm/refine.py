@@ -147,3 +147,86 @@ class Refiner:
                 text, reason = self.guard(raw, e.texts[: self.max_candidates or None])  # the ones it saw
                 results[i] = Refined(e.utt, raw, text, reason, e.onebest, e.ref)
         return results  # type: ignore[return-value]
+
+
+class Rescorer:
+    """N-best rescoring with the LLM: each candidate is scored as the *answer* to the same prompt the
+    generative mode sends (``log P_LLM(candidate | pinyin, N-best)``, summed over the answer tokens and the
+    end-of-turn token, i.e. exactly the tokens SFT trains on) and the best is kept.
+
+    This is eq. (18) of the paper with the arg max restricted to the N-best list. It suits LLMs too small to
+    generate a correction reliably (the mini recipe's tiny model): the answer is always one of the candidates,
+    so the guard never has to fall back. ``vsr_weight`` adds the VSR beam score (log-prob) of each candidate;
+    0 ranks by the LLM alone.
+
+    Args:
+        engine: an ms-swift ``TransformersEngine`` (its ``model`` and ``template`` are used directly).
+        guard: the output guard (counts are kept comparable with generative mode; a chosen candidate that is
+            empty falls back to the 1-best like any other empty answer).
+        batch_size: (prompt, candidate) sequences per forward pass.
+    """
+
+    def __init__(self, engine, guard: OutputGuard, lang: str = "zh", template: Optional[PromptTemplate] = None,
+                 max_candidates: Optional[int] = 5, batch_size: int = 16, vsr_weight: float = 0.0):
+        if not hasattr(engine, "template") or not hasattr(engine, "model"):
+            raise ValueError("rescoring needs the transformers backend (--backend transformers)")
+        self.engine = engine
+        self.guard = guard
+        self.lang = lang
+        self.template = template
+        self.max_candidates = max_candidates
+        self.batch_size = max(1, batch_size)
+        self.vsr_weight = vsr_weight
+
+    def _sequences(self, e: NbestEntry):
+        cands = e.texts[: self.max_candidates or None]
+        return cands, [build_messages(e.pinyin, cands, c, lang=self.lang, template=self.template,
+                                      max_candidates=self.max_candidates) for c in cands]
+
+    def answer_logprobs(self, conversations: Sequence[List[dict]]) -> List[float]:
+        """Sum of log-probabilities of each conversation's assistant tokens (the SFT loss tokens)."""
+        import torch
+
+        tmpl, model = self.engine.template, self.engine.model
+        tmpl.set_mode("train")  # encode with labels: -100 everywhere but the answer (+ end of turn)
+        try:
+            encoded = [tmpl.encode({"messages": list(m)}) for m in conversations]
+        finally:
+            tmpl.set_mode("transformers")
+        out: List[float] = []
+        model.eval()
+        for i in range(0, len(encoded), self.batch_size):
+            chunk = encoded[i:i + self.batch_size]
+            batch = tmpl.data_collator(chunk)
+            input_ids = batch["input_ids"].to(model.device)
+            labels = batch["labels"].to(model.device)
+            attn = batch.get("attention_mask")
+            with torch.inference_mode():
+                logits = model(input_ids=input_ids,
+                               attention_mask=None if attn is None else attn.to(model.device)).logits
+            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+            target = labels[:, 1:]
+            mask = target != -100
+            tok = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            out.extend((tok * mask).sum(-1).tolist())
+        return out
+
+    def refine(self, entries: Sequence[NbestEntry], progress: bool = True) -> List[Refined]:
+        from tqdm import tqdm
+
+        results: List[Refined] = []
+        step = max(1, self.batch_size // max(1, self.max_candidates or 5))
+        for i in tqdm(range(0, len(entries), step), desc="rescore", disable=not progress, mininterval=5):
+            group = entries[i:i + step]
+            seqs = [self._sequences(e) for e in group]
+            flat = [conv for _, convs in seqs for conv in convs]
+            scores = iter(self.answer_logprobs(flat))
+            for e, (cands, _) in zip(group, seqs):
+                llm = [next(scores) for _ in cands]
+                vsr = e.scores[: len(cands)] if self.vsr_weight else [0.0] * len(cands)
+                total = [a + self.vsr_weight * b for a, b in zip(llm, vsr)]
+                best = max(range(len(cands)), key=total.__getitem__) if cands else None
+                raw = cands[best] if best is not None else ""
+                text, reason = self.guard(raw, cands)
+                results.append(Refined(e.utt, raw, text, reason, e.onebest, e.ref))
+        return results

@@ -1,5 +1,5 @@
 # Sourced by run.sh / vsr.sh: the toolkit's environment (tools/venv, utils/, offline hubs, C collation).
-MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+MAIN_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../.." && pwd)
 if [ ! -f "$MAIN_ROOT/tools/venv/.installed" ]; then
   echo "path.sh: $MAIN_ROOT/tools/venv is not installed: run 'make install' in $MAIN_ROOT first" >&2
   return 1 2>/dev/null || exit 1

@@ -51,6 +51,7 @@ vsr_config=conf/train_vsr_dual.yaml
 char_tag=char            # the char-only baseline (a = 1); empty to skip it
 char_config=conf/train_vsr_char.yaml
 train_args=              # extra options for vallr_pin.bin.vsr_train
+train_in_parallel=false  # true: train the dual model and the char-only baseline at the same time (CPU cores)
 
 # Stages 5-6: decoding
 decode_config=conf/decode_vsr.yaml
@@ -65,6 +66,7 @@ llm_model=               # local model directory (Qwen3-4B-Instruct-2507 for the
 llm_tag=lora
 llm_data_opts=
 llm_sft_config=conf/llm_sft.yaml
+llm_sft_args=            # extra `swift sft` flags (override the config), e.g. "--max_steps 100"
 llm_refine_opts=
 paper_results=           # conf/paper_results.yaml: the paper's figures shown beside ours in RESULTS.md
 
@@ -177,8 +179,14 @@ train_model() {  # train_model <exp dir> <config>
 }
 
 if run_stage 4 "train ${vsr_exp} (and ${char_tag:+${char_exp}})"; then
-  train_model "${vsr_exp}" "${vsr_config}"
-  [ -n "${char_tag}" ] && train_model "${char_exp}" "${char_config}"
+  if [ "${train_in_parallel}" = true ] && [ -n "${char_tag}" ]; then
+    train_model "${vsr_exp}" "${vsr_config}" & pid=$!
+    train_model "${char_exp}" "${char_config}" || { kill "${pid}" 2>/dev/null; exit 1; }
+    wait "${pid}"
+  else
+    train_model "${vsr_exp}" "${vsr_config}"
+    [ -n "${char_tag}" ] && train_model "${char_exp}" "${char_config}"
+  fi
   end_stage 4
 fi
 
@@ -255,7 +263,8 @@ if run_stage 8 "ms-swift LoRA SFT -> ${llm_exp}"; then
   mkdir -p "${llm_exp}"
   ${cuda_cmd} --gpu "${ngpu}" "${llm_exp}/sft.log" \
     ${python} -m vallr_pin.bin.llm_sft --config "${llm_sft_config}" --model "${llm_model}" \
-      --train "${expdir}/llm_data/train.jsonl" --val "${expdir}/llm_data/dev.jsonl" --output-dir "${llm_exp}"
+      --train "${expdir}/llm_data/train.jsonl" --val "${expdir}/llm_data/dev.jsonl" --output-dir "${llm_exp}" \
+      ${llm_sft_args:+-- ${llm_sft_args}}
   end_stage 8
 fi
 
