@@ -14,6 +14,7 @@ num_dev_speakers=3
 num_test_speakers=3
 utts_per_speaker=50
 max_chars=16              # longest sentence rendered (characters)
+hsk_max_level=3           # sentences of HSK 3.0 levels 1-3 (1,545 sentences, ~900 characters)
 size=160                  # rendered frame side (pixels)
 seed=2026
 render_nj=2
@@ -31,7 +32,7 @@ log "Rendering the synthetic corpus into ${MINI_CNVSRC}"
 ${python} -m vallr_pin.bin.render_corpus --out "${MINI_CNVSRC}" --sentences-from hsk \
   --num-train-speakers "${num_train_speakers}" --num-dev-speakers "${num_dev_speakers}" \
   --num-test-speakers "${num_test_speakers}" --utts-per-speaker "${utts_per_speaker}" \
-  --max-chars "${max_chars}" --size "${size}" --seed "${seed}" --nj "${render_nj}" --no-progress
+  --max-chars "${max_chars}" --hsk-max-level "${hsk_max_level}" --size "${size}" --seed "${seed}" --nj "${render_nj}" --no-progress
 
 args=(--corpus mini_cnvsrc --mini-root "${MINI_CNVSRC}" --data-dir "${data_dir}")
 [ "${use_landmarks}" = true ] || args+=(--no-landmarks)
@@ -41,11 +42,15 @@ for x in train dev test; do
   utils/validate_data_dir.sh "${data_dir}/${x}"
 done
 
-if [ -f "${TINY_LLM}/config.json" ]; then
-  log "Tiny LLM ${TINY_LLM} exists; skipping (remove it to rebuild)"
+# The LLM is rebuilt whenever the training transcripts or its options change: one built from another split
+# could have seen today's dev/test sentences.
+llm_key=$({ cat "${data_dir}/train/text"; echo "${llm_opts}"; } | sha1sum | cut -d' ' -f1)
+if [ -f "${TINY_LLM}/config.json" ] && [ "$(cat "${TINY_LLM}/built_from.sha1" 2>/dev/null)" = "${llm_key}" ]; then
+  log "Tiny LLM ${TINY_LLM} is up to date with ${data_dir}/train/text; skipping"
 else
   log "Building the tiny LLM ${TINY_LLM} from ${data_dir}/train/text (never dev/test)"
   # shellcheck disable=SC2086
   ${python} -m vallr_pin.bin.make_tiny_llm --text "${data_dir}/train/text" --out "${TINY_LLM}" ${llm_opts}
+  echo "${llm_key}" > "${TINY_LLM}/built_from.sha1"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"

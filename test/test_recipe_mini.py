@@ -1,0 +1,115 @@
+"""The embedded default recipe, egs/mini_cnvsrc/vsr1, through all ten stages in a reduced configuration.
+
+The recipe is copied into a temporary egs/ tree (vsr.sh, path.sh and utils linked to this checkout) so the
+test never touches a user's demo outputs. The corpus is 3+1+1 speakers x 4 utterances, training 2 epochs, LoRA
+a few steps: it checks that the stages fit together and that re-running one stage reproduces its outputs
+without touching earlier ones, not how well the model reads lips (that is `make demo` and RESULTS.md).
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "egs" / "mini_cnvsrc" / "vsr1"
+CI_OPTS = [
+    "--local_data_opts", "--config conf/data_ci.conf",
+    "--train_args", "--max_epoch 2 --keep_epochs 1 2",
+    "--inference_args", "--beam_size 4 --nbest 4 --maxlenratio 0.5",
+    "--llm_sft_args", "--max_steps 4 --save_steps 2 --eval_steps 2",
+]
+
+
+def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{ROOT / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}")
+    proc = subprocess.run(["./run.sh", *args, *CI_OPTS], cwd=recipe, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    if proc.returncode != 0:
+        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def snapshot(recipe: Path, *dirs: str) -> dict:
+    """{relative path: (sha1, mtime_ns)} of every result file under ``dirs`` (logs and stage timings excluded:
+    they differ from run to run by design)."""
+    out = {}
+    for d in dirs:
+        for p in sorted((recipe / d).rglob("*")):
+            if (p.is_file() and "log" not in p.relative_to(recipe).parts[:-1] and not p.name.endswith(".log")
+                    and p.name != "stage_times.txt"):
+                out[str(p.relative_to(recipe))] = (hashlib.sha1(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+    return out
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory):
+    top = tmp_path_factory.mktemp("egs_copy")
+    dst = top / "egs" / "mini_cnvsrc" / "vsr1"
+    dst.mkdir(parents=True)
+    for name in ("run.sh", "db.sh", "cmd.sh", "conf", "local"):
+        src = RECIPE / name
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
+    for name in ("vsr.sh", "path.sh", "utils"):
+        (dst / name).symlink_to((RECIPE / name).resolve())
+    run_recipe(dst, "--stage", "0", "--stop-stage", "9")
+    return dst
+
+
+def test_all_stages_write_results_md_with_every_system(recipe):
+    results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
+    for test_set in ("dev", "test"):
+        assert f"### {test_set}" in results
+    for system in ("char-only (stage I)", "dual decoder (stage I)", "dual + zero-shot LLM", "dual + fine-tuned LLM"):
+        rows = [ln for ln in results.splitlines() if ln.startswith(f"|{system}|")]
+        assert len(rows) == 2, f"{system}: expected a row per test set in RESULTS.md"
+        assert all("n/a" not in r for r in rows), rows
+    stages = [int(ln.split()[1]) for ln in (recipe / "exp" / "stage_times.txt").read_text().splitlines()]
+    assert stages == list(range(10))
+    assert "time per stage" in results
+
+
+def test_stage_outputs_fit_together(recipe):
+    exp = recipe / "exp"
+    # stage 4 kept the early/late checkpoints for stage 6, and stage 6 decoded the training set with each
+    assert sorted(p.name for p in (exp / "vsr_dual" / "ckpt_keep").glob("*epoch.pth")) == ["1epoch.pth", "2epoch.pth"]
+    pinyin_tokens = set((recipe / "data" / "token_list" / "pinyin" / "tokens.txt").read_text().split())
+    train_utts = set()
+    for ckpt in ("1epoch", "2epoch"):
+        rows = [json.loads(ln) for ln in open(exp / "vsr_dual" / f"decode_decode_vsr_{ckpt}" / "train" / "nbest.jsonl",
+                                              encoding="utf-8")]
+        assert len(rows) == 12 and all(r["ref"] for r in rows)
+        for r in rows:
+            scores = [h["score"] for h in r["nbest"]]
+            assert scores == sorted(scores, reverse=True)
+            assert len({h["text"] for h in r["nbest"]}) == len(r["nbest"])
+            assert set(r["pinyin"].split()) <= pinyin_tokens
+        train_utts |= {r["utt"] for r in rows}
+    # stage 7: ms-swift messages with the reference as the answer; stage 8: the paper's LoRA shape
+    sample = json.loads((exp / "llm_data" / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert [m["role"] for m in sample["messages"]] == ["system", "user", "assistant"]
+    assert sample["utt"] in train_utts
+    adapter = json.loads((exp / "llm_lora" / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (8, 32)
+    # stage 9: every test utterance refined by both systems and scored by the same scorer as stage 5
+    n_test = len((recipe / "dump" / "roi" / "test" / "text").read_text(encoding="utf-8").splitlines())
+    for mode in ("finetuned", "zeroshot"):
+        out = exp / "llm_lora" / f"refine_{mode}" / "test"
+        assert len((out / "text").read_text(encoding="utf-8").splitlines()) == n_test
+        assert json.loads((out / "score_cer" / "summary.json").read_text())["n_sent"] == n_test
+
+
+def test_rerunning_one_stage_reproduces_it_and_leaves_earlier_stages_alone(recipe):
+    before = snapshot(recipe, "data", "dump", "exp")
+    run_recipe(recipe, "--stage", "2", "--stop-stage", "2")
+    run_recipe(recipe, "--stage", "5", "--stop-stage", "5")
+    after = snapshot(recipe, "data", "dump", "exp")
+    changed = {k for k in before if before[k][0] != after.get(k, (None,))[0]}
+    assert not changed, f"re-running stages 2 and 5 changed: {sorted(changed)[:10]}"
+    # earlier stages' outputs were not even rewritten: stage 1's arks and stage 4's checkpoints
+    untouched = [k for k in before if k.startswith("dump/roi/train/feats") or k.startswith("exp/vsr_dual/ckpt_keep")]
+    assert untouched and all(before[k][1] == after[k][1] for k in untouched)
