@@ -80,7 +80,7 @@ def test_stage_outputs_fit_together(recipe):
     pinyin_tokens = set((recipe / "data" / "token_list" / "pinyin" / "tokens.txt").read_text().split())
     train_utts = set()
     for ckpt in ("1epoch", "2epoch"):
-        rows = [json.loads(ln) for ln in open(exp / "vsr_dual" / f"decode_decode_vsr_{ckpt}" / "train" / "nbest.jsonl",
+        rows = [json.loads(ln) for ln in open(exp / "vsr_dual" / f"decode_vsr_{ckpt}" / "train" / "nbest.jsonl",
                                               encoding="utf-8")]
         assert len(rows) == 12 and all(r["ref"] for r in rows)
         for r in rows:

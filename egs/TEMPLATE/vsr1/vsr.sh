@@ -80,7 +80,7 @@ vsr_exp=${expdir}/vsr_${vsr_tag}
 char_exp=${expdir}/vsr_${char_tag}
 stats_dir=${expdir}/vsr_stats
 llm_exp=${expdir}/llm_${llm_tag}
-decode_tag=$(basename "${decode_config}" .yaml)
+decode_tag=$(basename "${decode_config}" .yaml); decode_tag=${decode_tag#decode_}  # decode_<conf>_<ckpt>
 all_sets=$(echo "${train_set} ${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
 mkdir -p "${expdir}"
 timing=${expdir}/stage_times.txt
