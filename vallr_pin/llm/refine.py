@@ -90,7 +90,20 @@ class Refined:
     ref: Optional[str]
 
 
-class Refiner:
+class _NbestLLM:
+    """What both refinement modes hold: the engine, the guard, and the prompt settings of stage 7."""
+
+    def __init__(self, engine, guard: OutputGuard, lang: str = "zh", template: Optional[PromptTemplate] = None,
+                 max_candidates: Optional[int] = 5, batch_size: int = 16):
+        self.engine = engine
+        self.guard = guard
+        self.lang = lang
+        self.template = template
+        self.max_candidates = max_candidates
+        self.batch_size = max(1, batch_size)
+
+
+class Refiner(_NbestLLM):
     """Refine N-best entries in batches of similar prompt length; greedy decoding.
 
     Args:
@@ -105,12 +118,7 @@ class Refiner:
     def __init__(self, engine, guard: OutputGuard, lang: str = "zh", template: Optional[PromptTemplate] = None,
                  max_candidates: Optional[int] = 5, batch_size: int = 16, max_new_ratio: float = 1.5,
                  max_new_slack: int = 8):
-        self.engine = engine
-        self.guard = guard
-        self.lang = lang
-        self.template = template
-        self.max_candidates = max_candidates
-        self.batch_size = max(1, batch_size)
+        super().__init__(engine, guard, lang, template, max_candidates, batch_size)
         self.max_new_ratio = max_new_ratio
         self.max_new_slack = max_new_slack
         self.tokenizer = engine.tokenizer
@@ -149,7 +157,7 @@ class Refiner:
         return results  # type: ignore[return-value]
 
 
-class Rescorer:
+class Rescorer(_NbestLLM):
     """N-best rescoring with the LLM: each candidate is scored as the *answer* to the same prompt the
     generative mode sends (``log P_LLM(candidate | pinyin, N-best)``, summed over the answer tokens and the
     end-of-turn token, i.e. exactly the tokens SFT trains on) and the best is kept.
@@ -170,12 +178,7 @@ class Rescorer:
                  max_candidates: Optional[int] = 5, batch_size: int = 16, vsr_weight: float = 0.0):
         if not hasattr(engine, "template") or not hasattr(engine, "model"):
             raise ValueError("rescoring needs the transformers backend (--backend transformers)")
-        self.engine = engine
-        self.guard = guard
-        self.lang = lang
-        self.template = template
-        self.max_candidates = max_candidates
-        self.batch_size = max(1, batch_size)
+        super().__init__(engine, guard, lang, template, max_candidates, batch_size)
         self.vsr_weight = vsr_weight
 
     def _sequences(self, e: NbestEntry):
