@@ -24,6 +24,10 @@ if [ $# -ne 0 ]; then
     exit 2
 fi
 
+for root in CMLR; do  # the first thing a user without the corpus should read
+    [ -d "${!root}" ] || { log "Error: corpus root ${root}=${!root} not found: set ${root} in db.sh or the environment"; exit 1; }
+done
+
 args=(--corpus cmlr --data-dir "${data_dir}" --cmlr-root "${CMLR}")
 [ -n "${cmlr_lists_dir}" ] && args+=(--cmlr-lists-dir "${cmlr_lists_dir}")
 [ "${allow_missing}" = true ] && args+=(--allow-missing)

@@ -29,6 +29,10 @@ if [ $# -ne 0 ]; then
     exit 2
 fi
 
+for root in CNVSRC CNCVS; do  # the first thing a user without the corpus should read
+    [ -d "${!root}" ] || { log "Error: corpus root ${root}=${!root} not found: set ${root} in db.sh or the environment"; exit 1; }
+done
+
 args=(--corpus cnvsrc --data-dir "${data_dir}" --train-set-composition "${train_set_composition}"
       --dev-set "${dev_set}" --test-set "${test_set}"
       --cncvs-root "${CNCVS}" --cncvs2-p1-root "${CNCVS2_P1}" --cncvs3-root "${CNCVS3}" --cnvsrc-root "${CNVSRC}")
