@@ -28,7 +28,8 @@ def _load(scp):
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """A data dir with 2 good clips, 2 corrupt files, 2 face-less clips and 1 clip too short for its text."""
+    """A data dir with 2 good clips, 2 corrupt files, 2 face-less clips, 1 clip too short for its text and a
+    good clip whose transcript has nothing to read."""
     root = tmp_path_factory.mktemp("corpus")
     rng = np.random.default_rng(0)
     write_astronaut_video(root / "good1.mp4", num_frames=12, size=256)
@@ -41,8 +42,10 @@ def corpus(tmp_path_factory):
     write_frames_video(root / "flat.mp4", np.full((8, 128, 128, 3), 128, np.uint8))
     names = ["good1", "good2", "short", "truncated", "garbage", "noise", "flat"]
     video = {f"spk1-{n}": str(root / f"{n}.mp4") for n in names}
+    video["spk1-silent"] = str(root / "good1.mp4")  # a readable face: only the empty text can fail it
     text = {utt: "你好" for utt in video}
     text["spk1-short"] = "今天天气很好，我们去公园。"  # 11 characters + punctuation > 3 frames
+    text["spk1-silent"] = "，。！"
     write_kv(root / "video.scp", video)
     write_kv(root / "text", text)
     return root, video
@@ -61,7 +64,9 @@ def test_failures_go_to_failed_and_merge(corpus, tmp_path):
     lip_roi.main(["--merge", "--out-dir", str(out), "--nj", "2"])
 
     failed = read_kv(out / "failed")
-    assert sorted(failed) == ["spk1-flat", "spk1-garbage", "spk1-noise", "spk1-short", "spk1-truncated"]
+    assert sorted(failed) == ["spk1-flat", "spk1-garbage", "spk1-noise", "spk1-short", "spk1-silent",
+                              "spk1-truncated"]
+    assert failed["spk1-silent"].startswith("empty_text: ")
     assert failed["spk1-truncated"].startswith("unreadable_video: cannot open")
     assert failed["spk1-garbage"].startswith("unreadable_video:")
     assert failed["spk1-noise"].startswith("no_face:") and failed["spk1-flat"].startswith("no_face:")

@@ -192,6 +192,9 @@ def extract_utterance(
     from vallr_pin.video.lip_roi import NoFaceError, crop_mouth_rois
 
     timing = timing if timing is not None else {}
+    if num_chars == 0:  # checked before decoding: nothing to learn from, whatever the video holds
+        raise UtteranceFailed("empty_text: the transcript has no characters to read (only spaces or punctuation); "
+                              "fix it in the data dir's text or let fix_data_dir.sh drop it")
     t0 = time.process_time()
     try:
         clip = VideoClip(
