@@ -22,20 +22,15 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from vallr_pin.scoring.cer import CORRECT, DEL, INS, SUB, CorpusScore, UttScore
 from vallr_pin.text.normalize import is_hanzi
-from vallr_pin.text.pinyin import UNK, hanzi_to_pinyin
+from vallr_pin.text.pinyin import UNK, VISEME_INITIAL_CLASSES, hanzi_to_pinyin
 
 HOMOPHONE, SAME_VISEME, OTHER = "homophone", "same_viseme", "other"
 
-# Visually confusable initials (DESIGN.md section 4); y/w and the empty initial are the zero-initial class.
+# The toolkit's one table of visually confusable initials; spelled y/w (pypinyin's strict split has none)
+# belong to the zero initial.
 INITIAL_VISEME_CLASS: Dict[str, str] = {
-    **{i: "bpm" for i in ("b", "p", "m")},
-    "f": "f",
-    **{i: "dtnl" for i in ("d", "t", "n", "l")},
-    **{i: "gkh" for i in ("g", "k", "h")},
-    **{i: "jqx" for i in ("j", "q", "x")},
-    **{i: "zhchshr" for i in ("zh", "ch", "sh", "r")},
-    **{i: "zcs" for i in ("z", "c", "s")},
-    **{i: "zero" for i in ("y", "w", "")},
+    **{i: cls for cls, inis in VISEME_INITIAL_CLASSES.items() for i in inis},
+    **{i: "zero" for i in ("y", "w")},
 }
 # Two-letter initials first so that "zhang" splits as zh + ang, not z + hang.
 _INITIALS_LONGEST_FIRST = sorted((i for i in INITIAL_VISEME_CLASS if i), key=len, reverse=True)

@@ -25,6 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from vallr_pin.text.pinyin import VISEME_INITIAL_CLASSES
+
 # Order of the pose vector. Units: fractions of the speaker's maximum.
 #   open     : vertical gap between the lips (0 closed .. 1 widest jaw opening)
 #   spread   : horizontal stretch of the mouth corners (-1 narrow .. 1 smile-like spread)
@@ -49,16 +51,7 @@ REST = pose()
 
 # --- initials: visually confusable classes ------------------------------------------------------------------
 # Members of one class share one target: the renderer cannot (and a lip reader should not) tell them apart.
-INITIAL_CLASSES: Dict[str, Tuple[str, ...]] = {
-    "bilabial": ("b", "p", "m"),
-    "labiodental": ("f",),
-    "alveolar": ("d", "t", "n", "l"),
-    "velar": ("g", "k", "h"),
-    "palatal": ("j", "q", "x"),
-    "retroflex": ("zh", "ch", "sh", "r"),
-    "dental": ("z", "c", "s"),
-    "zero": ("",),
-}
+INITIAL_CLASSES = VISEME_INITIAL_CLASSES
 INITIAL_TO_CLASS: Dict[str, str] = {ini: cls for cls, inis in INITIAL_CLASSES.items() for ini in inis}
 
 INITIAL_TARGETS: Dict[str, Optional[np.ndarray]] = {

@@ -25,13 +25,27 @@ every character (heteronyms), 400 counting only each character's default reading
 from __future__ import annotations
 
 import functools
-from typing import List
+from typing import Dict, List, Tuple
 
 from pypinyin import Style, lazy_pinyin, pinyin
 
 from vallr_pin.text.normalize import is_hanzi
 
 UNK = "<unk>"
+
+# Initials that look alike on the lips (DESIGN.md section 4). One table for the whole toolkit: the renderer
+# draws each class with one lip target, and error analysis counts a substitution within a class (same final)
+# as a viseme confusion, so the two must never disagree. "" is the zero initial.
+VISEME_INITIAL_CLASSES: Dict[str, Tuple[str, ...]] = {
+    "bilabial": ("b", "p", "m"),
+    "labiodental": ("f",),
+    "alveolar": ("d", "t", "n", "l"),
+    "velar": ("g", "k", "h"),
+    "palatal": ("j", "q", "x"),
+    "retroflex": ("zh", "ch", "sh", "r"),
+    "dental": ("z", "c", "s"),
+    "zero": ("",),
+}
 
 
 def _unk_per_char(chars: str) -> List[str]:
