@@ -166,8 +166,8 @@ class FaceCanvas:
         op = float(np.clip(p[_F["open"]], 0, 1.2)) * spk.articulation
         spread, rnd, pro = float(p[_F["spread"]]), float(p[_F["round"]]), float(p[_F["protrude"]])
         teeth, tongue, bite = float(p[_F["teeth"]]), float(p[_F["tongue"]]), float(p[_F["bite"]])
-        hw = W0 * (1.0 + 0.16 * spread - 0.30 * rnd)
-        gap = W0 * 0.62 * op  # full inner opening height
+        hw = W0 * (1.0 + 0.16 * spread - 0.38 * rnd)
+        gap = W0 * 0.95 * op  # full inner opening height
         iw = hw * (0.86 - 0.30 * rnd)  # inner half-width: rounding makes the opening circular
         top, bot = -0.38 * gap, 0.62 * gap  # the jaw moves the lower lip more than the upper
         thick_u = spk.lip_upper * self.rx * (1.0 + 0.55 * pro - 0.25 * max(spread, 0.0))
