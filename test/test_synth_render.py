@@ -163,3 +163,28 @@ def test_render_corpus_splits_are_disjoint_and_rerun_is_idempotent(tmp_path):
     main([a if a != str(out) else str(out2) for a in argv] + ["--nj", "2"])
     for r in rows["test"]:
         np.testing.assert_array_equal(np.load(out / r["landmarks"]), np.load(out2 / r["landmarks"]))
+
+
+def test_lm_text_never_holds_a_dev_or_test_sentence_or_a_near_copy(tmp_path):
+    from vallr_pin.bin.render_corpus import lm_text_sentences, main
+
+    held = ["他开车的速度太快了。", "明天见"]
+    cands = ["你好！", "他开车的速度太快了", "他开车的速度太快了吗？", "速度太快了", "明天见", "明天见面吧",
+             "我们去吃饭", "你好"]
+    # equal Hanzi, a superset and a 5-Hanzi part of a held-out sentence are dropped; a short held-out
+    # sentence (明天见, 3 Hanzi) only drops its exact copy; duplicates are kept once; punctuation is removed
+    assert lm_text_sentences(cands, held) == ["你好", "明天见面吧", "我们去吃饭"]
+
+    sents = tmp_path / "s.txt"
+    sents.write_text("\n".join(["你好", "我们去吃饭", "今天天气很好", "他是老师", "我喜欢学习中文", "妈妈在家",
+                                "这本书很好看", "明天见", "请坐", "谢谢你"]) + "\n", encoding="utf-8")
+    out = tmp_path / "corpus"
+    main(["--out", str(out), "--sentences-file", str(sents), "--num-train-speakers", "2", "--num-dev-speakers",
+          "1", "--num-test-speakers", "1", "--utts-per-speaker", "1", "--seed", "3", "--no-progress", "--lm-text"])
+    lm = set((out / "lm_text.txt").read_text(encoding="utf-8").split())
+    evaluation = set()
+    for split in ("dev", "test"):
+        with open(out / f"{split}.csv", encoding="utf-8") as f:
+            evaluation |= {(out / r["text"]).read_text(encoding="utf-8").strip() for r in csv.DictReader(f)}
+    assert len(evaluation) == 2 and not lm & evaluation
+    assert lm == set(sents.read_text(encoding="utf-8").split()) - evaluation  # everything else is LM text

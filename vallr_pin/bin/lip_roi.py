@@ -144,7 +144,10 @@ def _fingerprint(args, videos: Dict[str, str], landmarks: Optional[Dict[str, str
     settings["detector"] = None if landmarks is not None else args.detector
     h.update(json.dumps(settings, sort_keys=True).encode())
     for utt in sorted(videos):
-        row = [utt, videos[utt], (landmarks or {}).get(utt, ""), (texts or {}).get(utt, "")]
+        # The transcript counts only through its character count (the frames check): stage 2 normalises
+        # data/<set>/text in place, and that must not make a re-run of stage 1 redo finished jobs.
+        n_chars = count_characters(texts[utt]) if texts and utt in texts else ""
+        row = [utt, videos[utt], (landmarks or {}).get(utt, ""), str(n_chars)]
         h.update(("\t".join(row) + "\n").encode("utf-8"))
     return h.hexdigest()
 

@@ -6,13 +6,15 @@ No LLM can be downloaded here, so egs/mini_cnvsrc builds its own: a byte-level B
 small random-init ``Qwen3ForCausalLM`` briefly pre-trained as a causal LM, saved with ``save_pretrained`` as a
 normal model directory that ``swift sft --model <dir> --model_type qwen3 --template qwen3_nothinking`` loads.
 
-Text it learns from: only the ``--text`` files given (training transcripts: it must never see dev/test sentences),
-plus pypinyin's phrase dictionary words with their pinyin, the toneless pinyin syllables, and the words of the
-prompt template. Each training sentence is shown both as Hanzi and as "pinyin -> Hanzi" so that the model starts
-with some pinyin-to-character knowledge for LoRA to build on.
+Text it learns from: only the ``--text`` files given (the training transcripts, plus any other text that holds no
+dev/test sentence: egs/mini_cnvsrc passes the package sentences left out of its splits, ``render_corpus
+--lm-text``), plus pypinyin's phrase dictionary words with their pinyin, the toneless pinyin syllables, and the
+words of the prompt template. Each sentence is shown both as Hanzi and as "pinyin -> Hanzi" so that the model
+starts with some pinyin-to-character knowledge for LoRA to build on.
 
 Example:
-    python -m vallr_pin.bin.make_tiny_llm --text data/train/text --out exp/tiny_llm --steps 300
+    python -m vallr_pin.bin.make_tiny_llm --text data/train/text downloads/mini_cnvsrc/lm_text.txt \\
+        --out exp/tiny_llm
 """
 
 from __future__ import annotations
@@ -197,8 +199,8 @@ def pretrain(model, tokenizer, docs: Sequence[str], steps: int, batch_size: int,
     return losses
 
 
-def make_tiny_llm(text: Sequence[str], out: str, vocab_size: int = 6000, hidden: int = 128, layers: int = 2,
-                  heads: int = 4, kv_heads: int = 2, max_pos: int = 2048, steps: int = 300, batch_size: int = 16,
+def make_tiny_llm(text: Sequence[str], out: str, vocab_size: int = 3000, hidden: int = 128, layers: int = 2,
+                  heads: int = 4, kv_heads: int = 2, max_pos: int = 2048, steps: int = 600, batch_size: int = 16,
                   block_size: int = 128, lr: float = 3e-3, max_phrases: int = 20000, max_minutes: float = 5.0,
                   seed: int = 0) -> dict:
     """Build, pre-train and save the tiny LM to ``out``; returns a summary (also written to out/tiny_llm.json)."""
@@ -237,13 +239,13 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", nargs="+", required=True,
                    help="training text files (Kaldi `text` or one sentence a line); never dev/test text")
     p.add_argument("--out", required=True, help="output model directory (replaced atomically)")
-    p.add_argument("--vocab-size", type=int, default=6000, help="BPE vocabulary size incl. 256 bytes + specials")
+    p.add_argument("--vocab-size", type=int, default=3000, help="BPE vocabulary size incl. 256 bytes + specials")
     p.add_argument("--hidden", type=int, default=128, help="hidden size")
     p.add_argument("--layers", type=int, default=2, help="number of decoder layers")
     p.add_argument("--heads", type=int, default=4, help="attention heads (head_dim = hidden / heads)")
     p.add_argument("--kv-heads", type=int, default=2, help="key/value heads (grouped-query attention)")
     p.add_argument("--max-positions", type=int, default=2048, help="max_position_embeddings")
-    p.add_argument("--steps", type=int, default=300, help="pre-training steps (0: random init only)")
+    p.add_argument("--steps", type=int, default=600, help="pre-training steps (0: random init only)")
     p.add_argument("--batch-size", type=int, default=16, help="pre-training blocks per step")
     p.add_argument("--block-size", type=int, default=128, help="tokens per pre-training block")
     p.add_argument("--lr", type=float, default=3e-3, help="peak AdamW learning rate (warm-up then cosine)")

@@ -13,6 +13,7 @@ Layout written under ``--out`` (paths in the lists are relative to ``--out``)::
     <out>/<split>.csv                           header ``uttid,spk,video,text,landmarks``; one row per
                                                 utterance; video/text/landmarks are paths relative to <out>
     <out>/speakers.csv                          ``spk,split`` for every speaker
+    <out>/lm_text.txt                           with ``--lm-text``: text an LLM may pre-train on (below)
     <out>/ATTRIBUTION.txt                       where the sentences come from and their licence
 
 ``split`` is train, dev, test. Speakers are ``spk001`` ... numbered over train, then dev, then test, so the
@@ -27,6 +28,11 @@ renamed, so a killed run leaves no half-written video behind.
 Sentences with ``--sentences-from hsk`` come from the PyPI package ``hsk-sentences-audio`` (4,354 graded HSK 3.0
 sentences; dataset licence CC-BY-SA-4.0, https://github.com/no7z/hsk-sentences-audio; retain the attribution
 when redistributing the text).
+
+``--lm-text`` also writes ``lm_text.txt``: every source sentence (all HSK levels with ``--sentences-from hsk``,
+not only those up to ``--hsk-max-level``, and of any length) that is neither a dev/test sentence nor a near copy
+of one (same Hanzi, or one containing the other when the shorter has 4 or more Hanzi). It stands in for the
+general text a real LLM was pre-trained on: more than the training transcripts, never the evaluation sentences.
 
 Example::
 
@@ -97,6 +103,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-chars", type=int, default=2, help="drop sentences with fewer Hanzi (default: 2)")
     p.add_argument("--max-chars", type=int, default=20, help="drop sentences with more Hanzi (default: 20)")
     p.add_argument("--size", type=int, default=160, help="frame side in pixels, square frames (default: 160)")
+    p.add_argument("--lm-text", action="store_true",
+                   help="also write <out>/lm_text.txt: all source sentences except dev/test and near copies")
     p.add_argument("--seed", type=int, default=0, help="corpus seed: speakers, splits, timing, noise (default: 0)")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar (e.g. in CI logs)")
@@ -189,6 +197,26 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
                 jobs.append(Job(split, spk, spk_index, f"{spk}_{k:04d}", pool[cursor % len(pool)]))
                 cursor += 1
     return jobs
+
+
+def lm_text_sentences(candidates: Sequence[str], held_out: Sequence[str], min_overlap: int = 4) -> List[str]:
+    """Normalised Hanzi sentences of ``candidates`` (unique, in order) that share nothing with ``held_out``:
+    not equal to a held-out sentence, and neither containing nor contained in one when the shorter of the two
+    has ``min_overlap`` or more Hanzi (so "他开车的速度太快了吗" is dropped with "他开车的速度太快了")."""
+    from vallr_pin.text.normalize import normalize_text
+
+    held = {normalize_text(s) for s in held_out}
+    held.discard("")
+    out, seen = [], set()
+    for s in candidates:
+        t = normalize_text(s)
+        if not t or t in seen or t in held:
+            continue
+        if any(min(len(t), len(h)) >= min_overlap and (h in t or t in h) for h in held):
+            continue
+        seen.add(t)
+        out.append(t)
+    return out
 
 
 # -- rendering ---------------------------------------------------------------------------------------------
@@ -297,6 +325,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         logging.info("rendered %d utterances, %d frames in %.1f s (%.0f frames/s with nj=%d)", len(todo), frames,
                      dt, frames / dt, args.nj)
     write_lists(args.out, jobs)
+    if args.lm_text:
+        source = load_hsk_sentences(None) if args.sentences_from == "hsk" else raw
+        held_out = sorted({j.text for j in jobs if j.split != "train"})
+        lm = lm_text_sentences(source, held_out)
+        with atomic_open(args.out / "lm_text.txt") as f:
+            f.write("".join(f"{t}\n" for t in lm))
+        logging.info("wrote %s/lm_text.txt: %d sentences (%d source sentences, %d held-out dev/test sentences "
+                     "and their near copies excluded)", args.out, len(lm), len(source), len(held_out))
     with atomic_open(args.out / "ATTRIBUTION.txt") as f:
         f.write(attribution + "\n")
     logging.info("wrote %s/{train,dev,test}.csv", args.out)

@@ -59,7 +59,8 @@ inference_model=valid.acc_char.ave.pth  # checkpoint decoded in stage 5 (file un
 nbest_ckpts=             # stage 6: kept checkpoints to decode, e.g. "2epoch 10epoch 20epoch"
                          #   (default: all of exp/vsr_<tag>/ckpt_keep/, i.e. keep_epochs of the train config)
 nbest_sets="train dev"   # stage 6: sets decoded with them (dev: LLM validation data)
-inference_args=
+inference_args=          # extra options for vallr_pin.bin.vsr_inference (stages 5 and 6)
+nbest_inference_args=    # extra options for stage 6 only, e.g. "--beam_size 5 --nbest 5" when the prompt shows 5
 
 # Stages 7-9: LLM
 llm_model=               # local model directory (Qwen3-4B-Instruct-2507 for the paper's recipes)
@@ -190,8 +191,8 @@ if run_stage 4 "train ${vsr_exp} (and ${char_tag:+${char_exp}})"; then
   end_stage 4
 fi
 
-decode_set() {  # decode_set <model exp> <checkpoint file> <set> <decode dir>
-  local mexp=$1 ckpt=$2 dset=$3 dir=$4 data=${dumpdir}/roi/$3
+decode_set() {  # decode_set <model exp> <checkpoint file> <set> <decode dir> [extra vsr_inference options]
+  local mexp=$1 ckpt=$2 dset=$3 dir=$4 extra=${5:-} data=${dumpdir}/roi/$3
   local _nj key_files="" n
   _nj=$(min "${nj}" "$(wc -l < "${data}/feats.scp")")
   mkdir -p "${dir}/logdir"
@@ -203,7 +204,7 @@ decode_set() {  # decode_set <model exp> <checkpoint file> <set> <decode dir>
     ${python} -m vallr_pin.bin.vsr_inference --config "${decode_config}" \
       --train_config "${mexp}/config.yaml" --model_file "${ckpt}" \
       --data_path_and_name_and_type "${data}/feats.scp,video,kaldi_ark" --ref_text "${data}/text" \
-      --key_file "${dir}/logdir/keys.JOB.scp" --output_dir "${dir}/logdir/output.JOB" ${inference_args}
+      --key_file "${dir}/logdir/keys.JOB.scp" --output_dir "${dir}/logdir/output.JOB" ${inference_args} ${extra}
   local job_dirs=""
   for n in $(seq "${_nj}"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
   # shellcheck disable=SC2086
@@ -239,7 +240,7 @@ if run_stage 6 "N-best dumping on ${nbest_sets} from the kept checkpoints"; then
     [ -f "${vsr_exp}/ckpt_keep/${ckpt}.pth" ] || { log "Error: ${vsr_exp}/ckpt_keep/${ckpt}.pth missing"; exit 1; }
     for dset in ${nbest_sets}; do
       dir=${vsr_exp}/decode_${decode_tag}_${ckpt}/${dset}
-      decode_set "${vsr_exp}" "${vsr_exp}/ckpt_keep/${ckpt}.pth" "${dset}" "${dir}"
+      decode_set "${vsr_exp}" "${vsr_exp}/ckpt_keep/${ckpt}.pth" "${dset}" "${dir}" "${nbest_inference_args}"
       score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
     done
   done

@@ -9,6 +9,6 @@ set -euo pipefail
   --nj 2 --roi_size 32 --roi_opts "--mouth-width-frac 0.7" --train_in_parallel true \
   --train_set train --valid_set dev --test_sets "dev test" \
   --vsr_config conf/train_vsr_dual.yaml --char_config conf/train_vsr_char.yaml \
-  --decode_config conf/decode_vsr.yaml \
+  --decode_config conf/decode_vsr.yaml --nbest_inference_args "--beam_size 5 --nbest 5" \
   --llm_model "${TINY_LLM}" --llm_sft_config conf/llm_sft.yaml --llm_refine_opts "--mode rescore" \
   "$@"

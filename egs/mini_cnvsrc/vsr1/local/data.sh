@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Stage 0 of egs/mini_cnvsrc/vsr1: render the synthetic corpus (real Mandarin sentences from the PyPI package
 # hsk-sentences-audio, CC-BY-SA-4.0, drawn as lip video by vallr_pin/synth) into a CNVSRC-like raw layout
-# under ${MINI_CNVSRC}, then write data/{train,dev,test}; then build the tiny LLM ${TINY_LLM} from the
-# training transcripts only (it stands in for the Qwen3-4B a real recipe loads from disk).
+# under ${MINI_CNVSRC}, then write data/{train,dev,test}; then build the tiny LLM ${TINY_LLM} (it stands in
+# for the Qwen3-4B a real recipe loads from disk) from the training transcripts plus the other sentences of the
+# package (all HSK levels) that are not dev/test sentences nor near copies of them (${MINI_CNVSRC}/lm_text.txt):
+# like a real LLM, it knows more Mandarin than the VSR model's transcripts, and never the evaluation sentences.
 # Train/dev/test are disjoint in sentences and speakers (test speakers unseen, as in CNVSRC-Multi).
 # Re-running skips videos already rendered and an LLM already built.
 set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (data.sh:${BASH_LINENO[0]}) $*" >&2; }
 
-num_train_speakers=24
-num_dev_speakers=3
-num_test_speakers=3
-utts_per_speaker=50
+num_train_speakers=48
+num_dev_speakers=6
+num_test_speakers=6
+utts_per_speaker=25
 max_chars=16              # longest sentence rendered (characters)
 hsk_max_level=3           # sentences of HSK 3.0 levels 1-3 (1,545 sentences, ~900 characters)
 size=160                  # rendered frame side (pixels)
@@ -32,7 +34,8 @@ log "Rendering the synthetic corpus into ${MINI_CNVSRC}"
 ${python} -m vallr_pin.bin.render_corpus --out "${MINI_CNVSRC}" --sentences-from hsk \
   --num-train-speakers "${num_train_speakers}" --num-dev-speakers "${num_dev_speakers}" \
   --num-test-speakers "${num_test_speakers}" --utts-per-speaker "${utts_per_speaker}" \
-  --max-chars "${max_chars}" --hsk-max-level "${hsk_max_level}" --size "${size}" --seed "${seed}" --nj "${render_nj}" --no-progress
+  --max-chars "${max_chars}" --hsk-max-level "${hsk_max_level}" --size "${size}" --seed "${seed}" --nj "${render_nj}" \
+  --lm-text --no-progress
 
 args=(--corpus mini_cnvsrc --mini-root "${MINI_CNVSRC}" --data-dir "${data_dir}")
 [ "${use_landmarks}" = true ] || args+=(--no-landmarks)
@@ -44,13 +47,14 @@ done
 
 # The LLM is rebuilt whenever the training transcripts or its options change: one built from another split
 # could have seen today's dev/test sentences.
-llm_key=$({ cat "${data_dir}/train/text"; echo "${llm_opts}"; } | sha1sum | cut -d' ' -f1)
+llm_text=("${data_dir}/train/text" "${MINI_CNVSRC}/lm_text.txt")
+llm_key=$({ cat "${llm_text[@]}"; echo "${llm_opts}"; } | sha1sum | cut -d' ' -f1)
 if [ -f "${TINY_LLM}/config.json" ] && [ "$(cat "${TINY_LLM}/built_from.sha1" 2>/dev/null)" = "${llm_key}" ]; then
-  log "Tiny LLM ${TINY_LLM} is up to date with ${data_dir}/train/text; skipping"
+  log "Tiny LLM ${TINY_LLM} is up to date with ${llm_text[*]}; skipping"
 else
-  log "Building the tiny LLM ${TINY_LLM} from ${data_dir}/train/text (never dev/test)"
+  log "Building the tiny LLM ${TINY_LLM} from ${llm_text[*]} (never dev/test)"
   # shellcheck disable=SC2086
-  ${python} -m vallr_pin.bin.make_tiny_llm --text "${data_dir}/train/text" --out "${TINY_LLM}" ${llm_opts}
+  ${python} -m vallr_pin.bin.make_tiny_llm --text "${llm_text[@]}" --out "${TINY_LLM}" ${llm_opts}
   echo "${llm_key}" > "${TINY_LLM}/built_from.sha1"
 fi
 log "Successfully finished. [elapsed=${SECONDS}s]"
