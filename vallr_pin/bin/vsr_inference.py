@@ -165,10 +165,15 @@ class VideoToText:
 def _signature(args: argparse.Namespace) -> Dict:
     """What a finished job decoded; a re-run is skipped only when this is unchanged."""
     def file_id(path: Optional[str]):
+        # By content, not mtime: re-running stage 4 re-writes the same averaged model, and that must not
+        # make stages 5/6 decode everything again.
         if path is None:
             return None
-        st = os.stat(path)
-        return [str(Path(path).resolve()), st.st_size, int(st.st_mtime)]
+        h = hashlib.sha1()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return [str(path), os.stat(path).st_size, h.hexdigest()]
 
     keys_digest = None
     if args.key_file:
