@@ -203,3 +203,57 @@ def test_plain_beam_search_and_ctc_pinyin_agree(trained):
     assert _cer(_read(data / "text_pinyin"), _read(root / "plain" / "pinyin")) <= 0.10
     _decode(trained, root / "early", key, str(exp / "ckpt_keep" / "2epoch.pth"), ["--nbest", "2"])
     assert len(_read(root / "early" / "text")) == 8
+
+
+def test_pinyin_rescoring_reranks_the_beam_by_the_pinyin_branch(trained):
+    """--pinyin_rescore_weight w: every hypothesis's score becomes its beam score + w * the pinyin branch's
+    joint CTC/attention log-likelihood of its reading, the N-best is re-sorted by that, and the pinyin score
+    itself is what the branch says (CTC part = -CTC loss of the reading; a wrong reading scores lower)."""
+    from vallr_pin.bin.vsr_inference import VideoToText
+
+    data, exp = trained["data"], trained["exp"]
+    model = str(exp / "ckpt_keep" / f"{MAX_EPOCH}epoch.pth")
+    opts = dict(train_config=str(exp / "config.yaml"), model_file=model, beam_size=10, nbest=10,
+                pinyin_ctc_weight=0.3)
+    base, voted = VideoToText(**opts), VideoToText(**opts, pinyin_rescore_weight=2.0)
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    refs = _read(data / "text")
+    utt = sorted(refs)[0]
+    from vallr_pin.tasks.vsr import VSRTask
+
+    pre = VSRTask.build_preprocess_fn(base.train_args, train=False)
+    video = torch.from_numpy(pre(utt, {"video": feats[utt]})["video"]).float().unsqueeze(0)
+    lengths = torch.tensor([video.size(1)])
+    plain, rescored = base(video, lengths)[0], voted(video, lengths)[0]
+    beam = {t: s for t, _, s in plain.nbest}
+    texts = [t for t, _, _ in rescored.nbest]
+    assert set(texts) == set(beam)  # same beam, re-ranked
+    with torch.no_grad():
+        enc, _ = voted.model.encode(video, lengths)
+        py = dict(zip(texts, voted.pinyin_scores(enc[0], [toks for _, toks, _ in rescored.nbest])))
+    for t, _, s in rescored.nbest:
+        assert s == pytest.approx(beam[t] + 2.0 * py[t], abs=1e-3)
+    assert [s for _, _, s in rescored.nbest] == sorted((s for _, _, s in rescored.nbest), reverse=True)
+
+    # the branch's score of the true reading beats a reading with one character swapped for another syllable
+    ref = refs[utt]
+    wrong = ref[:-1] + next(c for c in CHARS if c != ref[-1])
+    with torch.no_grad():
+        good, bad = voted.pinyin_scores(enc[0], [ref, wrong])
+        logp = voted.model.pinyin_ctc.log_softmax(enc).transpose(0, 1)
+        target = torch.tensor([PINYIN.index(p) + 2 for p in _read(data / "text_pinyin")[utt].split()])
+        ctc = -torch.nn.functional.ctc_loss(logp, target.unsqueeze(0), torch.tensor([enc.size(1)]),
+                                            torch.tensor([len(target)]), reduction="sum")
+        voted.pinyin_ctc_weight = 1.0
+        assert voted.pinyin_scores(enc[0], [ref])[0] == pytest.approx(float(ctc), abs=1e-3)
+    assert good > bad
+    # an <unk> character token reads as the pinyin <unk>; the Hanzi around it keep their readings
+    assert VideoToText.reading(["人", "<unk>", "国", "中"]) == ["ren", "<unk>", "guo", "zhong"]
+
+    with pytest.raises(ValueError, match="needs a dual model"):
+        char_cfg = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
+        char_cfg["model_conf"]["char_weight"] = 1.0
+        char_cfg["pinyin_decoder"] = "none"
+        char_cfg.pop("pinyin_decoder_conf", None)
+        (trained["root"] / "char.yaml").write_text(yaml.safe_dump(char_cfg, allow_unicode=True), encoding="utf-8")
+        VideoToText(train_config=str(trained["root"] / "char.yaml"), model_file=model, pinyin_rescore_weight=1.0)

@@ -7,6 +7,14 @@ same results, kept for comparison and benchmarking), scorers ``decoder`` (SAN-M)
 and ``length_bonus`` (``LengthBonus``). Pinyin branch: ``--pinyin_decode_mode attention`` runs the same beam search
 on the pinyin decoder + pinyin CTC and keeps the best; ``ctc`` takes the greedy CTC path (fast).
 
+``--pinyin_rescore_weight w`` (dual model only) lets the pinyin branch vote on the characters too: each character
+hypothesis of the beam is read as toneless pinyin (stage 2's ``hanzi_to_pinyin``) and gets ``w`` times the pinyin
+branch's joint CTC/attention log-likelihood of that reading (CTC share ``--pinyin_ctc_weight``) added to its
+score; the N-best is re-ranked by the sum. The pinyin branch predicts 400-odd syllables, each seen far more often
+in training than any one character, so on unseen speakers and sentences it often knows the lip shapes better than
+the character branch does; homophones tie under it and stay ranked by the character branch. 0 = the paper's
+Stage I (the character branch alone decides).
+
 One job decodes the utterances of ``--key_file`` (a split of the set's feats.scp) and writes, into
 ``--output_dir``, ESPnet's layout ``{k}best_recog/{text,score,token}`` (k = 1..nbest), ``text`` (= 1best),
 ``pinyin`` and ``nbest.jsonl`` (SPEC.md), each file atomically, then a ``.done`` marker describing what was
@@ -88,16 +96,21 @@ class VideoToText:
         beam_size, ctc_weight, penalty, maxlenratio, minlenratio, nbest: character beam search (ESPnet meaning).
         beam_search_impl: ``batch`` (BatchBeamSearch) or ``plain`` (BeamSearch).
         pinyin_decode_mode: ``attention`` or ``ctc``; pinyin_beam_size / pinyin_ctc_weight for ``attention``.
+        pinyin_rescore_weight: weight of the pinyin branch's score of each character hypothesis's reading
+            (module docstring); needs a dual model when > 0.
     """
 
     def __init__(self, train_config: str, model_file: str, device: str = "cpu", beam_size: int = 10,
                  ctc_weight: float = 0.3, penalty: float = 0.0, maxlenratio: float = 0.0,
                  minlenratio: float = 0.0, nbest: int = 10, beam_search_impl: str = "batch",
                  pinyin_decode_mode: str = "attention", pinyin_beam_size: int = 5, pinyin_ctc_weight: float = 0.3,
-                 normalize_length: bool = False):
+                 normalize_length: bool = False, pinyin_rescore_weight: float = 0.0):
         from vallr_pin.tasks.vsr import VSRTask
 
         model, train_args = VSRTask.build_model_from_file(train_config, None, device)
+        if pinyin_rescore_weight and not model.has_pinyin_branch:
+            raise ValueError(f"--pinyin_rescore_weight {pinyin_rescore_weight} needs a dual model; {train_config} "
+                             "has no pinyin branch (use 0 for a char-only model)")
         states = torch.load(model_file, map_location=device, weights_only=False)
         try:
             # ESPnet's loader is strict=False: a dual config on a char-only checkpoint would silently decode with
@@ -115,6 +128,8 @@ class VideoToText:
         if pinyin_decode_mode not in ("attention", "ctc"):
             raise ValueError(f"--pinyin_decode_mode must be attention or ctc, got {pinyin_decode_mode}")
         self.pinyin_decode_mode = pinyin_decode_mode
+        self.pinyin_rescore_weight = pinyin_rescore_weight
+        self.pinyin_ctc_weight = pinyin_ctc_weight
         self.beam_search = build_beam_search(model.decoder, model.ctc, self.token_list, beam_size, ctc_weight,
                                              penalty, beam_search_impl, normalize_length).to(device)
         self.pinyin_beam_search = None
@@ -140,6 +155,53 @@ class VideoToText:
             ids = hyps[0].yseq[1:-1].tolist() if hyps else []
         return " ".join(self._ids_to_tokens(ids, self.pinyin_token_list))
 
+    @staticmethod
+    def reading(tokens: Sequence[str]) -> List[str]:
+        """Toneless pinyin of character tokens, one syllable each: Hanzi runs through stage 2's
+        ``hanzi_to_pinyin`` (polyphones resolved in context), anything else (``<unk>``) reads ``<unk>``."""
+        from vallr_pin.text.normalize import is_hanzi
+        from vallr_pin.text.pinyin import UNK, hanzi_to_pinyin
+
+        out: List[str] = []
+        run = ""
+        for tok in list(tokens) + [UNK]:  # the sentinel flushes the last run
+            if len(tok) == 1 and is_hanzi(tok):
+                run += tok
+                continue
+            if run:
+                out += hanzi_to_pinyin(run)
+                run = ""
+            out.append(UNK)
+        return out[:-1]
+
+    def pinyin_scores(self, enc: torch.Tensor, hyps: Sequence[Sequence[str]]) -> List[float]:
+        """log P(reading of each hypothesis | H) under the pinyin branch: ``pinyin_ctc_weight`` * CTC + the rest
+        * attention decoder (teacher-forced, ending with <sos/eos>), as the pinyin beam search weighs them.
+
+        enc: (T, D) encoder output of one utterance; hyps: character token lists (may be empty), or strings
+        of Hanzi (one token per character)."""
+        from espnet.nets.pytorch_backend.nets_utils import pad_list
+
+        index = {t: i for i, t in enumerate(self.pinyin_token_list)}
+        unk, eos = index.get("<unk>", 1), len(self.pinyin_token_list) - 1
+        ys = [torch.tensor([index.get(s, unk) for s in self.reading(list(h))], dtype=torch.long) for h in hyps]
+        n = len(ys)
+        ylens = torch.tensor([len(y) for y in ys])
+        hs = enc.unsqueeze(0).expand(n, -1, -1)
+        hlens = torch.full((n,), enc.size(0), dtype=torch.long)
+        # CTC: -loss is log P(y | H) summed over alignments; inf (a reading longer than the video) -> -inf
+        logp = self.model.pinyin_ctc.log_softmax(hs).transpose(0, 1)  # (T, n, V)
+        targets = torch.cat(ys) if int(ylens.sum()) else torch.zeros(0, dtype=torch.long)
+        ctc = -torch.nn.functional.ctc_loss(logp, targets, hlens, ylens, blank=0, reduction="none")
+        # attention: sum of log P(y_i | y_<i, H) over the reading and <sos/eos>
+        ys_in = pad_list([torch.cat([torch.tensor([eos]), y]) for y in ys], eos)
+        ys_out = pad_list([torch.cat([y, torch.tensor([eos])]) for y in ys], -1)
+        dec_out, _ = self.model.pinyin_decoder(hs, hlens, ys_in, ylens + 1)
+        lp = torch.log_softmax(dec_out, dim=-1)
+        att = (lp.gather(-1, ys_out.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (ys_out != -1)).sum(-1)
+        w = self.pinyin_ctc_weight
+        return (w * ctc + (1.0 - w) * att).tolist()
+
     @torch.no_grad()
     def __call__(self, video: torch.Tensor, video_lengths: torch.Tensor) -> List[Recognition]:
         """video: (B, T, h*w) float, normalised as in training (VSRPreprocessor, train=False); (B,) frames."""
@@ -156,9 +218,12 @@ class VideoToText:
                     continue
                 seen.add(text)
                 nbest.append((text, tokens, float(hyp.score)))
-                if len(nbest) == self.nbest:
-                    break
-            results.append(Recognition(nbest=nbest, pinyin=self._pinyin(x)))
+            if self.pinyin_rescore_weight and nbest:
+                # re-rank the whole beam, then cut to K: the pinyin vote may lift a hypothesis from below K
+                py = self.pinyin_scores(x, [toks for _, toks, _ in nbest])
+                nbest = [(t, toks, s + self.pinyin_rescore_weight * p) for (t, toks, s), p in zip(nbest, py)]
+                nbest.sort(key=lambda h: h[2], reverse=True)
+            results.append(Recognition(nbest=nbest[: self.nbest], pinyin=self._pinyin(x)))
         return results
 
 
@@ -180,7 +245,8 @@ def _signature(args: argparse.Namespace) -> Dict:
         keys_digest = hashlib.sha1(Path(args.key_file).read_bytes()).hexdigest()
     opts = {k: getattr(args, k) for k in (
         "beam_size", "ctc_weight", "penalty", "maxlenratio", "minlenratio", "nbest", "beam_search_impl",
-        "pinyin_decode_mode", "pinyin_beam_size", "pinyin_ctc_weight", "normalize_length")}
+        "pinyin_decode_mode", "pinyin_beam_size", "pinyin_ctc_weight", "normalize_length",
+        "pinyin_rescore_weight")}
     return dict(model_file=file_id(args.model_file), train_config=file_id(args.train_config),
                 data=[list(x) for x in args.data_path_and_name_and_type], keys=keys_digest,
                 ref_text=args.ref_text, options=opts)
@@ -257,7 +323,7 @@ def decode_job(args: argparse.Namespace) -> None:
         maxlenratio=args.maxlenratio, minlenratio=args.minlenratio, nbest=args.nbest,
         beam_search_impl=args.beam_search_impl, pinyin_decode_mode=args.pinyin_decode_mode,
         pinyin_beam_size=args.pinyin_beam_size, pinyin_ctc_weight=args.pinyin_ctc_weight,
-        normalize_length=args.normalize_length,
+        normalize_length=args.normalize_length, pinyin_rescore_weight=args.pinyin_rescore_weight,
     )
     loader = VSRTask.build_streaming_iterator(
         data_path_and_name_and_type=args.data_path_and_name_and_type,
@@ -324,7 +390,11 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--pinyin_decode_mode", choices=["attention", "ctc"], default="attention",
                    help="attention: beam search on the pinyin decoder + CTC; ctc: greedy pinyin CTC")
     g.add_argument("--pinyin_beam_size", type=int, default=5, help="Beam width of the pinyin beam search")
-    g.add_argument("--pinyin_ctc_weight", type=float, default=0.3, help="CTC weight of the pinyin beam search")
+    g.add_argument("--pinyin_ctc_weight", type=float, default=0.3,
+                   help="CTC weight of the pinyin beam search and of --pinyin_rescore_weight's score")
+    g.add_argument("--pinyin_rescore_weight", type=float, default=0.0,
+                   help="Add this times the pinyin branch's log-likelihood of each character hypothesis's "
+                        "reading to its score and re-rank the beam (dual model only; 0: off, the paper's Stage I)")
     return parser
 
 
