@@ -8,7 +8,8 @@ from vallr_pin.bin import error_analysis as error_analysis_bin
 from vallr_pin.bin import score as score_bin
 from vallr_pin.datadir import write_kv
 from vallr_pin.scoring.cer import score_corpus
-from vallr_pin.scoring.error_analysis import HOMOPHONE, OTHER, SAME_VISEME, analyse, pinyin_per_char
+from vallr_pin.scoring.error_analysis import (HOMOPHONE, OTHER, SAME_VISEME, analyse, pinyin_per_char,
+                                              reading_errors)
 from vallr_pin.scoring.sclite import find_sclite
 
 SCLITE = find_sclite()
@@ -112,6 +113,15 @@ def test_error_analysis_separates_homophones_from_other_substitutions():
     assert by_pair[("你", "我")]["category"] == OTHER
     assert by_pair[("爸", "妈")]["category"] == SAME_VISEME
     assert (by_pair[("行", "航")]["ref_pinyin"], by_pair[("行", "航")]["hyp_pinyin"]) == ("xing", "hang")
+    # 7 reference characters, 5 substituted: 2 homophones read right; 爸->妈 is a look-alike syllable
+    assert a["reading_error_rate"] == pytest.approx(100 * 3 / 7, abs=1e-3)
+    assert a["viseme_error_rate"] == pytest.approx(100 * 2 / 7, abs=1e-3)
+
+
+def test_reading_and_viseme_errors_count_insertions_deletions_and_unreadable_characters():
+    assert reading_errors("爸爸去", "妈爸") == (2, 1)  # ba->ma looks alike; 去 deleted
+    assert reading_errors("他a", "她b") == (1, 1)  # ta = ta; the non-Hanzi a/b stand for themselves
+    assert reading_errors("你好", "你好吗") == (1, 1)
 
 
 def test_pinyin_in_context_and_non_hanzi():

@@ -9,6 +9,12 @@ are meant to fix, so it is counted separately from:
   (b/p/m, f, d/t/n/l, g/k/h, j/q/x, zh/ch/sh/r, z/c/s, zero initial y/w) and the same final (爸 ba -> 妈 ma);
 - ``other``: anything else (你 ni -> 我 wo).
 
+Two rates say which of those a system's errors are, over the whole sentence (insertions and deletions
+included): the *reading error rate* (RER) compares the toneless pinyin of the hypothesis characters with that of
+the reference, and the *viseme error rate* (VER) compares their viseme keys (initial class + final). CER far
+above RER means homophone choice; RER far above VER means look-alike syllables; a high VER means the system does
+not read the lips at all, and no pinyin or language model downstream can recover what it did not see.
+
 Pinyin is taken in sentence context (``vallr_pin.text.pinyin.hanzi_to_pinyin`` on each run of Hanzi, so
 polyphones such as 行 hang/xing are resolved as in the text_pinyin files); a non-Hanzi character has none and
 its substitutions count as ``other``.
@@ -20,7 +26,7 @@ import collections
 import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vallr_pin.scoring.cer import CORRECT, DEL, INS, SUB, CorpusScore, UttScore
+from vallr_pin.scoring.cer import CORRECT, DEL, INS, SUB, CorpusScore, UttScore, align
 from vallr_pin.text.normalize import is_hanzi
 from vallr_pin.text.pinyin import UNK, VISEME_INITIAL_CLASSES, hanzi_to_pinyin
 
@@ -103,6 +109,22 @@ def utterance_substitutions(u: UttScore) -> List[Substitution]:
     return subs
 
 
+def _errors(ref: Sequence[object], hyp: Sequence[object]) -> int:
+    return sum(op != CORRECT for op, _, _ in align(ref, hyp))
+
+
+def reading_errors(ref: str, hyp: str) -> Tuple[int, int]:
+    """(reading errors, viseme errors) of ``hyp`` against ``ref``: edit distances between their per-character
+    toneless pinyin and between their viseme keys. A character without a reading stands for itself."""
+    ref_py = [p or ch for p, ch in zip(pinyin_per_char(ref), ref)]
+    hyp_py = [p or ch for p, ch in zip(pinyin_per_char(hyp), hyp)]
+
+    def vis(seq: List[str]) -> List[object]:
+        return [viseme_key(p) if p.isascii() and p.isalpha() else p for p in seq]
+
+    return _errors(ref_py, hyp_py), _errors(vis(ref_py), vis(hyp_py))
+
+
 def analyse(score: CorpusScore, top_k: int = 20) -> Dict[str, object]:
     """Error breakdown of a scored set: totals, substitution categories, most frequent confusions,
     deletions and insertions (``top_k`` of each, most frequent first, ties by character)."""
@@ -117,6 +139,10 @@ def analyse(score: CorpusScore, top_k: int = 20) -> Dict[str, object]:
             elif op == INS:
                 insertions[h] += 1
     categories = collections.Counter(s.category for s in subs)
+    rer = ver = 0
+    for u in score.utts:
+        r, v = reading_errors(u.ref, u.hyp)
+        rer, ver = rer + r, ver + v
     pairs: Dict[Tuple[str, str], List[Substitution]] = collections.defaultdict(list)
     for s in subs:
         pairs[(s.ref, s.hyp)].append(s)
@@ -139,6 +165,8 @@ def analyse(score: CorpusScore, top_k: int = 20) -> Dict[str, object]:
         "ins": score.ins,
         "substitution_categories": {c: categories.get(c, 0) for c in (HOMOPHONE, SAME_VISEME, OTHER)},
         "homophone_share_of_sub": round(100.0 * categories.get(HOMOPHONE, 0) / n_sub, 2) if n_sub else 0.0,
+        "reading_error_rate": round(100.0 * rer / score.n_ref, 4) if score.n_ref else 0.0,
+        "viseme_error_rate": round(100.0 * ver / score.n_ref, 4) if score.n_ref else 0.0,
         "top_confusions": confusions,
         "top_deletions": [{"char": c, "count": n} for c, n in _ranked(deletions, top_k)],
         "top_insertions": [{"char": c, "count": n} for c, n in _ranked(insertions, top_k)],
@@ -159,6 +187,10 @@ def format_report(analysis: Dict[str, object], title: str = "") -> str:
     lines.append(
         f"CER {a['cer']:.2f}% over N={a['n_ref']} characters, {a['n_sent']} sentences: "
         f"S={a['sub']} D={a['del']} I={a['ins']}"
+    )
+    lines.append(
+        f"Reading error rate (toneless pinyin of the characters) {a['reading_error_rate']:.2f}%, "
+        f"viseme error rate (initial class + final) {a['viseme_error_rate']:.2f}%"
     )
     n_sub = a["sub"] or 1
     lines.append("Substitutions by kind:")
