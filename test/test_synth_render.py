@@ -165,7 +165,7 @@ def test_render_corpus_splits_are_disjoint_and_rerun_is_idempotent(tmp_path):
         np.testing.assert_array_equal(np.load(out / r["landmarks"]), np.load(out2 / r["landmarks"]))
 
 
-def test_lm_text_never_holds_a_dev_or_test_sentence_or_a_near_copy(tmp_path):
+def test_lm_text_never_holds_a_corpus_sentence_or_a_near_copy(tmp_path):
     from vallr_pin.bin.render_corpus import lm_text_sentences, main
 
     held = ["他开车的速度太快了。", "明天见"]
@@ -182,9 +182,17 @@ def test_lm_text_never_holds_a_dev_or_test_sentence_or_a_near_copy(tmp_path):
     main(["--out", str(out), "--sentences-file", str(sents), "--num-train-speakers", "2", "--num-dev-speakers",
           "1", "--num-test-speakers", "1", "--utts-per-speaker", "1", "--seed", "3", "--no-progress", "--lm-text"])
     lm = set((out / "lm_text.txt").read_text(encoding="utf-8").split())
-    evaluation = set()
-    for split in ("dev", "test"):
+    spoken = {}
+    for split in ("train", "dev", "test"):
         with open(out / f"{split}.csv", encoding="utf-8") as f:
-            evaluation |= {(out / r["text"]).read_text(encoding="utf-8").strip() for r in csv.DictReader(f)}
-    assert len(evaluation) == 2 and not lm & evaluation
-    assert lm == set(sents.read_text(encoding="utf-8").split()) - evaluation  # everything else is LM text
+            spoken[split] = {(out / r["text"]).read_text(encoding="utf-8").strip() for r in csv.DictReader(f)}
+    corpus = spoken["train"] | spoken["dev"] | spoken["test"]
+    assert len(spoken["dev"] | spoken["test"]) == 2 and len(corpus) == 4
+    assert lm == set(sents.read_text(encoding="utf-8").split()) - corpus  # everything else is LM text
+
+    # --lm-text-with-train: the training sentences are LM text too, dev/test still never
+    main(["--out", str(out), "--sentences-file", str(sents), "--num-train-speakers", "2", "--num-dev-speakers",
+          "1", "--num-test-speakers", "1", "--utts-per-speaker", "1", "--seed", "3", "--no-progress", "--lm-text",
+          "--lm-text-with-train"])
+    lm = set((out / "lm_text.txt").read_text(encoding="utf-8").split())
+    assert lm == set(sents.read_text(encoding="utf-8").split()) - spoken["dev"] - spoken["test"]

@@ -6,15 +6,14 @@ No LLM can be downloaded here, so egs/mini_cnvsrc builds its own: a byte-level B
 small random-init ``Qwen3ForCausalLM`` briefly pre-trained as a causal LM, saved with ``save_pretrained`` as a
 normal model directory that ``swift sft --model <dir> --model_type qwen3 --template qwen3_nothinking`` loads.
 
-Text it learns from: only the ``--text`` files given (the training transcripts, plus any other text that holds no
-dev/test sentence: egs/mini_cnvsrc passes the package sentences left out of its splits, ``render_corpus
---lm-text``), plus pypinyin's phrase dictionary words with their pinyin, the toneless pinyin syllables, and the
+Text it learns from: only the ``--text`` files given (any text that holds no dev/test sentence: egs/mini_cnvsrc
+passes the package sentences its corpus never speaks, ``render_corpus --lm-text``, and leaves out the training
+transcripts so that LoRA on their N-best teaches correction, not recall of memorised sentences), plus pypinyin's phrase dictionary words with their pinyin, the toneless pinyin syllables, and the
 words of the prompt template. Each sentence is shown both as Hanzi and as "pinyin -> Hanzi" so that the model
 starts with some pinyin-to-character knowledge for LoRA to build on.
 
 Example:
-    python -m vallr_pin.bin.make_tiny_llm --text data/train/text downloads/mini_cnvsrc/lm_text.txt \\
-        --out exp/tiny_llm
+    python -m vallr_pin.bin.make_tiny_llm --text downloads/mini_cnvsrc/lm_text.txt --out exp/tiny_llm
 """
 
 from __future__ import annotations

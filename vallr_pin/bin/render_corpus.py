@@ -30,9 +30,13 @@ sentences; dataset licence CC-BY-SA-4.0, https://github.com/no7z/hsk-sentences-a
 when redistributing the text).
 
 ``--lm-text`` also writes ``lm_text.txt``: every source sentence (all HSK levels with ``--sentences-from hsk``,
-not only those up to ``--hsk-max-level``, and of any length) that is neither a dev/test sentence nor a near copy
-of one (same Hanzi, or one containing the other when the shorter has 4 or more Hanzi). It stands in for the
-general text a real LLM was pre-trained on: more than the training transcripts, never the evaluation sentences.
+not only those up to ``--hsk-max-level``, and of any length) that the corpus never speaks: neither a sentence of
+any split nor a near copy of one (same Hanzi, or one containing the other when the shorter has 4 or more Hanzi).
+It stands in for the general text a real LLM was pre-trained on. Never the evaluation sentences, and by default
+not the training transcripts either: Qwen3 has not memorised CNVSRC's transcripts, and a tiny LLM that has
+memorised its training sentences learns from their N-best to *recall* a known sentence, which fails on every
+unseen test sentence (measured: egs/mini_cnvsrc/vsr1/RESULTS.md). ``--lm-text-with-train`` keeps the training
+sentences in (only dev/test and their near copies are excluded).
 
 Example::
 
@@ -104,7 +108,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-chars", type=int, default=20, help="drop sentences with more Hanzi (default: 20)")
     p.add_argument("--size", type=int, default=160, help="frame side in pixels, square frames (default: 160)")
     p.add_argument("--lm-text", action="store_true",
-                   help="also write <out>/lm_text.txt: all source sentences except dev/test and near copies")
+                   help="also write <out>/lm_text.txt: all source sentences the corpus does not speak, nor near "
+                        "copies of them")
+    p.add_argument("--lm-text-with-train", action="store_true",
+                   help="lm_text.txt keeps the training sentences (only dev/test and near copies excluded)")
     p.add_argument("--seed", type=int, default=0, help="corpus seed: speakers, splits, timing, noise (default: 0)")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar (e.g. in CI logs)")
@@ -327,12 +334,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     write_lists(args.out, jobs)
     if args.lm_text:
         source = load_hsk_sentences(None) if args.sentences_from == "hsk" else raw
-        held_out = sorted({j.text for j in jobs if j.split != "train"})
+        held_out = sorted({j.text for j in jobs if j.split != "train" or not args.lm_text_with_train})
         lm = lm_text_sentences(source, held_out)
         with atomic_open(args.out / "lm_text.txt") as f:
             f.write("".join(f"{t}\n" for t in lm))
-        logging.info("wrote %s/lm_text.txt: %d sentences (%d source sentences, %d held-out dev/test sentences "
-                     "and their near copies excluded)", args.out, len(lm), len(source), len(held_out))
+        logging.info("wrote %s/lm_text.txt: %d sentences (%d source sentences, %d held-out %s sentences and their "
+                     "near copies excluded)", args.out, len(lm), len(source), len(held_out),
+                     "dev/test" if args.lm_text_with_train else "corpus")
     with atomic_open(args.out / "ATTRIBUTION.txt") as f:
         f.write(attribution + "\n")
     logging.info("wrote %s/{train,dev,test}.csv", args.out)

@@ -212,8 +212,13 @@ def syllable_keys(syl: Syllable, t0: float, dur: float) -> List[Tuple[float, np.
     keys: List[Tuple[float, np.ndarray]] = []
     init = INITIAL_TARGETS[syl.initial_class]
     if init is not None:
-        keys.append((t0 + 0.18 * dur, init))
-        lo, hi = 0.42, 0.92
+        # A consonant is a held gesture, not a point: a bilabial closure lasts ~60-100 ms (1.5-2.5 frames at
+        # 25 fps). With a single key the cosine blend and the coarticulation smoothing undershoot it, and
+        # "baba" never closed the lips (min opening 0.17-0.28 instead of 0), so the initial classes the corpus
+        # is built on were barely visible. Two keys hold the target over ~30% of the syllable.
+        keys.append((t0 + 0.06 * dur, init))
+        keys.append((t0 + 0.36 * dur, init))
+        lo, hi = 0.48, 0.92
     else:
         lo, hi = 0.12, 0.92
     if syl.coda:

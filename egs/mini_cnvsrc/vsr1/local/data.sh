@@ -2,9 +2,12 @@
 # Stage 0 of egs/mini_cnvsrc/vsr1: render the synthetic corpus (real Mandarin sentences from the PyPI package
 # hsk-sentences-audio, CC-BY-SA-4.0, drawn as lip video by vallr_pin/synth) into a CNVSRC-like raw layout
 # under ${MINI_CNVSRC}, then write data/{train,dev,test}; then build the tiny LLM ${TINY_LLM} (it stands in
-# for the Qwen3-4B a real recipe loads from disk) from the training transcripts plus the other sentences of the
-# package (all HSK levels) that are not dev/test sentences nor near copies of them (${MINI_CNVSRC}/lm_text.txt):
-# like a real LLM, it knows more Mandarin than the VSR model's transcripts, and never the evaluation sentences.
+# for the Qwen3-4B a real recipe loads from disk) from the sentences of the package (all HSK levels) that the
+# corpus never speaks, nor near copies of them (${MINI_CNVSRC}/lm_text.txt): like a real LLM, it knows Mandarin
+# the VSR model never saw, and neither the evaluation sentences nor, by default, the training transcripts. An
+# LLM that has memorised the training sentences learns from their N-best (stages 6-8) to recall a known sentence
+# instead of correcting errors, and that fails on unseen test sentences (RESULTS.md); llm_train_text=true
+# pre-trains on the training transcripts as well.
 # Train/dev/test are disjoint in sentences and speakers (test speakers unseen, as in CNVSRC-Multi).
 # Re-running skips videos already rendered and an LLM already built.
 set -euo pipefail
@@ -22,6 +25,7 @@ seed=2026
 render_nj=2
 use_landmarks=true        # false: no landmarks.scp, stage 1 runs mediapipe FaceMesh on the drawn faces
 llm_opts=                 # extra options for vallr_pin.bin.make_tiny_llm
+llm_train_text=false      # true: the tiny LLM also pre-trains on the training transcripts (see above)
 data_dir=data
 python=python3
 
@@ -35,7 +39,7 @@ ${python} -m vallr_pin.bin.render_corpus --out "${MINI_CNVSRC}" --sentences-from
   --num-train-speakers "${num_train_speakers}" --num-dev-speakers "${num_dev_speakers}" \
   --num-test-speakers "${num_test_speakers}" --utts-per-speaker "${utts_per_speaker}" \
   --max-chars "${max_chars}" --hsk-max-level "${hsk_max_level}" --size "${size}" --seed "${seed}" --nj "${render_nj}" \
-  --lm-text --no-progress
+  --lm-text $([ "${llm_train_text}" = true ] && echo --lm-text-with-train) --no-progress
 
 args=(--corpus mini_cnvsrc --mini-root "${MINI_CNVSRC}" --data-dir "${data_dir}")
 [ "${use_landmarks}" = true ] || args+=(--no-landmarks)
@@ -47,7 +51,8 @@ done
 
 # The LLM is rebuilt whenever the training transcripts or its options change: one built from another split
 # could have seen today's dev/test sentences.
-llm_text=("${data_dir}/train/text" "${MINI_CNVSRC}/lm_text.txt")
+llm_text=("${MINI_CNVSRC}/lm_text.txt")
+[ "${llm_train_text}" = true ] && llm_text+=("${data_dir}/train/text")
 llm_key=$({ cat "${llm_text[@]}"; echo "${llm_opts}"; } | sha1sum | cut -d' ' -f1)
 if [ -f "${TINY_LLM}/config.json" ] && [ "$(cat "${TINY_LLM}/built_from.sha1" 2>/dev/null)" = "${llm_key}" ]; then
   log "Tiny LLM ${TINY_LLM} is up to date with ${llm_text[*]}; skipping"
