@@ -124,6 +124,7 @@ class VideoToText:
         self.device = device
         self.token_list = list(model.token_list)
         self.pinyin_token_list = list(model.pinyin_token_list) if model.has_pinyin_branch else None
+        self._pinyin_index = {t: i for i, t in enumerate(self.pinyin_token_list or [])}
         self.maxlenratio, self.minlenratio, self.nbest = maxlenratio, minlenratio, nbest
         if pinyin_decode_mode not in ("attention", "ctc"):
             raise ValueError(f"--pinyin_decode_mode must be attention or ctc, got {pinyin_decode_mode}")
@@ -157,22 +158,13 @@ class VideoToText:
 
     @staticmethod
     def reading(tokens: Sequence[str]) -> List[str]:
-        """Toneless pinyin of character tokens, one syllable each: Hanzi runs through stage 2's
-        ``hanzi_to_pinyin`` (polyphones resolved in context), anything else (``<unk>``) reads ``<unk>``."""
+        """Toneless pinyin of character tokens, one syllable each (``pinyin_per_char``: polyphones resolved in
+        context); a token that is not one Hanzi (``<unk>``), or a Hanzi without a reading, reads ``<unk>``."""
         from vallr_pin.text.normalize import is_hanzi
-        from vallr_pin.text.pinyin import UNK, hanzi_to_pinyin
+        from vallr_pin.text.pinyin import UNK, pinyin_per_char
 
-        out: List[str] = []
-        run = ""
-        for tok in list(tokens) + [UNK]:  # the sentinel flushes the last run
-            if len(tok) == 1 and is_hanzi(tok):
-                run += tok
-                continue
-            if run:
-                out += hanzi_to_pinyin(run)
-                run = ""
-            out.append(UNK)
-        return out[:-1]
+        text = "".join(t if len(t) == 1 and is_hanzi(t) else "?" for t in tokens)  # one character per token
+        return [p or UNK for p in pinyin_per_char(text)]
 
     def pinyin_scores(self, enc: torch.Tensor, hyps: Sequence[Sequence[str]]) -> List[float]:
         """log P(reading of each hypothesis | H) under the pinyin branch: ``pinyin_ctc_weight`` * CTC + the rest
@@ -182,7 +174,7 @@ class VideoToText:
         of Hanzi (one token per character)."""
         from espnet.nets.pytorch_backend.nets_utils import pad_list
 
-        index = {t: i for i, t in enumerate(self.pinyin_token_list)}
+        index = self._pinyin_index
         unk, eos = index.get("<unk>", 1), len(self.pinyin_token_list) - 1
         ys = [torch.tensor([index.get(s, unk) for s in self.reading(list(h))], dtype=torch.long) for h in hyps]
         n = len(ys)

@@ -27,8 +27,7 @@ import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vallr_pin.scoring.cer import CORRECT, DEL, INS, SUB, CorpusScore, UttScore, align
-from vallr_pin.text.normalize import is_hanzi
-from vallr_pin.text.pinyin import UNK, VISEME_INITIAL_CLASSES, hanzi_to_pinyin
+from vallr_pin.text.pinyin import VISEME_INITIAL_CLASSES, pinyin_per_char
 
 HOMOPHONE, SAME_VISEME, OTHER = "homophone", "same_viseme", "other"
 
@@ -54,22 +53,6 @@ def viseme_key(syllable: str) -> Tuple[str, str]:
     """(initial viseme class, final): two syllables with the same key look alike on the lips."""
     ini, fin = split_syllable(syllable)
     return INITIAL_VISEME_CLASS[ini], fin
-
-
-def pinyin_per_char(text: str) -> List[Optional[str]]:
-    """One toneless syllable per character of ``text`` (context-resolved); None for non-Hanzi or unknown."""
-    out: List[Optional[str]] = []
-    run = ""
-    for ch in text + "\0":  # the sentinel flushes the last Hanzi run
-        if is_hanzi(ch):
-            run += ch
-            continue
-        if run:
-            out.extend(None if s == UNK else s for s in hanzi_to_pinyin(run))
-            run = ""
-        if ch != "\0":
-            out.append(None)
-    return out
 
 
 def classify_substitution(ref_py: Optional[str], hyp_py: Optional[str]) -> str:
@@ -116,13 +99,12 @@ def _errors(ref: Sequence[object], hyp: Sequence[object]) -> int:
 def reading_errors(ref: str, hyp: str) -> Tuple[int, int]:
     """(reading errors, viseme errors) of ``hyp`` against ``ref``: edit distances between their per-character
     toneless pinyin and between their viseme keys. A character without a reading stands for itself."""
-    ref_py = [p or ch for p, ch in zip(pinyin_per_char(ref), ref)]
-    hyp_py = [p or ch for p, ch in zip(pinyin_per_char(hyp), hyp)]
+    def readings(text: str) -> Tuple[List[object], List[object]]:
+        pys = list(zip(pinyin_per_char(text), text))
+        return [p or ch for p, ch in pys], [viseme_key(p) if p else ch for p, ch in pys]
 
-    def vis(seq: List[str]) -> List[object]:
-        return [viseme_key(p) if p.isascii() and p.isalpha() else p for p in seq]
-
-    return _errors(ref_py, hyp_py), _errors(vis(ref_py), vis(hyp_py))
+    (ref_py, ref_vis), (hyp_py, hyp_vis) = readings(ref), readings(hyp)
+    return _errors(ref_py, hyp_py), _errors(ref_vis, hyp_vis)
 
 
 def analyse(score: CorpusScore, top_k: int = 20) -> Dict[str, object]:

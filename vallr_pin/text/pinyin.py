@@ -25,7 +25,7 @@ every character (heteronyms), 400 counting only each character's default reading
 from __future__ import annotations
 
 import functools
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from pypinyin import Style, lazy_pinyin, pinyin
 
@@ -81,6 +81,24 @@ def hanzi_to_pinyin(text: str) -> List[str]:
 def pinyin_string(text: str) -> str:
     """``hanzi_to_pinyin`` joined by single spaces: the value written to ``data/<set>/text_pinyin``."""
     return " ".join(hanzi_to_pinyin(text))
+
+
+def pinyin_per_char(text: str) -> List[Optional[str]]:
+    """One toneless syllable per character of ``text`` (context-resolved, as ``hanzi_to_pinyin`` on each run of
+    Hanzi); None for a non-Hanzi character or a Hanzi without a reading. Unlike ``hanzi_to_pinyin`` it takes any
+    text, e.g. a hypothesis holding ``<unk>`` or Latin letters."""
+    out: List[Optional[str]] = []
+    run = ""
+    for ch in text + "\0":  # the sentinel flushes the last Hanzi run
+        if is_hanzi(ch):
+            run += ch
+            continue
+        if run:
+            out.extend(None if s == UNK else s for s in hanzi_to_pinyin(run))
+            run = ""
+        if ch != "\0":
+            out.append(None)
+    return out
 
 
 def gb2312_hanzi() -> List[str]:
