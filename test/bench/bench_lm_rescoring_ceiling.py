@@ -63,12 +63,6 @@ class CharTrigram:
         return sum(math.log(self.prob(tuple(t[i - self.n + 1:i]), t[i], self.n)) for i in range(self.n - 1, len(t)))
 
 
-def read_sentences(paths):
-    from vallr_pin.bin.make_tiny_llm import read_sentences as read
-
-    return read(paths)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mini = REPO / "egs" / "mini_cnvsrc" / "vsr1"
@@ -86,6 +80,8 @@ def main(argv=None):
     if missing:
         print(f"skipped: {missing[0]} is missing (run egs/mini_cnvsrc/vsr1 through stage 5, or give --nbest/--text)")
         return
+    from vallr_pin.bin.make_tiny_llm import read_sentences  # the tiny LLM's own reader of the same files
+
     lm = CharTrigram(read_sentences(args.text))
     for path in args.nbest:
         report(lm, path, args)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the mini recipe's Stage I errors come from: unseen speakers, or unseen sentences?
 
-Run in egs/mini_cnvsrc/vsr1 after stage 5. It renders two extra sets with the corpus's own renderer, speakers and
+Needs egs/mini_cnvsrc/vsr1 run through stage 5. It renders two extra sets with the corpus's own renderer, speakers and
 seed, puts them through stage 1 (lip ROI from the known landmarks, the recipe's ROI options) and decodes them
 with the trained model and decoding config of stage 5:
 
@@ -40,17 +40,6 @@ def _read_text(path: Path) -> dict:
     return read_kv(path)
 
 
-def _render(job):
-    from vallr_pin.synth.render import render_text, write_landmarks, write_mp4
-    from vallr_pin.synth.speakers import sample_speaker
-
-    out, seed, size, idx, utt, text = job
-    r = render_text(text, sample_speaker(seed, idx, f"spk{idx:03d}"), seed=seed, key=utt, size=size)
-    write_landmarks(Path(out) / f"{utt}.landmarks.npy", r.landmarks)
-    write_mp4(Path(out) / f"{utt}.mp4", r.frames)
-    return utt
-
-
 def _score(nbest: Path) -> dict:
     from vallr_pin.scoring.cer import score_corpus
     from vallr_pin.scoring.error_analysis import analyse
@@ -74,6 +63,8 @@ def main(argv=None):
     p.add_argument("--roi-opts", default="--roi-size 32 --mouth-width-frac 0.7", help="run.sh's ROI options")
     p.add_argument("--nj", type=int, default=2)
     args = p.parse_args(argv)
+    from vallr_pin.bin.render_corpus import Job, _init_worker, _paths, render_job
+
     os.chdir(args.recipe)
     if not Path(args.exp, args.model).is_file() or not Path("downloads/mini_cnvsrc/speakers.csv").is_file():
         print(f"skipped: no {args.recipe}/{args.exp}/{args.model}; run the mini recipe through stage 5 first")
@@ -97,16 +88,15 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_gen_") as tmp:
         for c, (name, items) in enumerate(conditions.items()):
             d = Path(tmp) / f"set{c}"
-            (d / "video").mkdir(parents=True)
-            jobs = [(str(d / "video"), args.seed, args.size, i, f"x{c}spk{i:03d}_{k:04d}", t)
-                    for k, (i, t) in enumerate(items)]
-            with Pool(args.nj) as pool:
-                pool.map(_render, jobs)
-            utts = sorted(j[4] for j in jobs)
-            text = {j[4]: j[5] for j in jobs}
-            (d / "video.scp").write_text("".join(f"{u} {d}/video/{u}.mp4\n" for u in utts))
-            (d / "landmarks.scp").write_text("".join(f"{u} {d}/video/{u}.landmarks.npy\n" for u in utts))
-            (d / "text").write_text("".join(f"{u} {text[u]}\n" for u in utts), encoding="utf-8")
+            # render_corpus's own job renderer: the speaker index picks the corpus speaker, as in stage 0
+            jobs = [Job("x", f"spk{i:03d}", i, f"x{c}spk{i:03d}_{k:04d}", t) for k, (i, t) in enumerate(items)]
+            with Pool(args.nj, initializer=_init_worker, initargs=(str(d), args.seed, args.size)) as pool:
+                pool.map(render_job, jobs)
+            jobs.sort(key=lambda j: j.uttid)
+            files = [(j, _paths(d, j)) for j in jobs]
+            (d / "video.scp").write_text("".join(f"{j.uttid} {f['video']}\n" for j, f in files))
+            (d / "landmarks.scp").write_text("".join(f"{j.uttid} {f['landmarks']}\n" for j, f in files))
+            (d / "text").write_text("".join(f"{j.uttid} {j.text}\n" for j in jobs), encoding="utf-8")
             subprocess.run([py, "-m", "vallr_pin.bin.lip_roi", "--video-scp", str(d / "video.scp"), "--text",
                             str(d / "text"), "--landmarks-scp", str(d / "landmarks.scp"), "--out-dir",
                             str(d / "roi"), *args.roi_opts.split()], check=True, env=env, capture_output=True)

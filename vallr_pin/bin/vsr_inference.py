@@ -182,7 +182,8 @@ class VideoToText:
         hs = enc.unsqueeze(0).expand(n, -1, -1)
         hlens = torch.full((n,), enc.size(0), dtype=torch.long)
         # CTC: -loss is log P(y | H) summed over alignments; inf (a reading longer than the video) -> -inf
-        logp = self.model.pinyin_ctc.log_softmax(hs).transpose(0, 1)  # (T, n, V)
+        # the frame posteriors are the same for every hypothesis: compute them once, not n times
+        logp = self.model.pinyin_ctc.log_softmax(enc.unsqueeze(0)).transpose(0, 1).expand(-1, n, -1)  # (T, n, V)
         targets = torch.cat(ys) if int(ylens.sum()) else torch.zeros(0, dtype=torch.long)
         ctc = -torch.nn.functional.ctc_loss(logp, targets, hlens, ylens, blank=0, reduction="none")
         # attention: sum of log P(y_i | y_<i, H) over the reading and <sos/eos>
