@@ -248,6 +248,20 @@ def test_llm_refine_rescore_mode_picks_a_candidate(work, adapter, tmp_path):
                              "--adapter", str(out / "adapter"), "--out-dir", str(tmp_path / "rescore"),
                              "--mode", "rescore", "--batch-size", "4", "--threads", "1"])
     assert stats["mode"] == "rescore" and stats["fallback"] == 0
+    assert stats["fusion"] == {"llm_weight": 1.0, "vsr_weight": 0.0, "length_bonus": 0.0}
     cands = {e.utt: e.texts[:5] for e in read_nbest_jsonl(work["nbest_late"])}
-    for r in _rows(tmp_path / "rescore" / "raw.jsonl"):
+    rows = _rows(tmp_path / "rescore" / "raw.jsonl")
+    for r in rows:
         assert r["text"] in cands[r["utt"]]
+        # every candidate's scores are kept (for tune_fusion); by default the LLM alone decides
+        assert r["candidates"] == cands[r["utt"]] and len(r["llm_scores"]) == len(r["candidates"])
+        assert r["vsr_scores"] == [-j for j in range(len(r["candidates"]))]
+        assert r["text"] == r["candidates"][max(range(len(r["candidates"])), key=r["llm_scores"].__getitem__)]
+    # the VSR score steers the pick: a dominant positive weight gives back the VSR 1-best everywhere, a dominant
+    # negative one the last candidate (so the check cannot pass by the LLM happening to agree with the 1-best)
+    for w, k in (("1000", 0), ("-1000", -1)):
+        llm_refine.main(["--nbest", str(work["nbest_late"]), "--model", str(work["model"]),
+                         "--adapter", str(out / "adapter"), "--out-dir", str(tmp_path / w), "--mode", "rescore",
+                         "--rescore-vsr-weight", w, "--batch-size", "4", "--threads", "1"])
+        assert all(r["text"] == r["candidates"][k] for r in _rows(tmp_path / w / "raw.jsonl"))
+    assert any(len(set(c)) > 1 for c in cands.values())

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from vallr_pin.datadir import read_kv
+from vallr_pin.llm.fusion import FusionWeights, ScoredNbest
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "egs" / "mini_cnvsrc" / "vsr1"
 CI_OPTS = [
@@ -116,6 +119,14 @@ def test_stage_outputs_fit_together(recipe):
         out = exp / "llm_lora" / f"refine_{mode}" / "test"
         assert len((out / "text").read_text(encoding="utf-8").splitlines()) == n_test
         assert json.loads((out / "score_cer" / "summary.json").read_text())["n_sent"] == n_test
+        # rescore mode with llm_tune_fusion: the weights were tuned on dev only and picked every test text
+        fusion = json.loads((out / "fusion.json").read_text())
+        assert Path(fusion["tuned_on"]).parts[-2:] == (f"refine_{mode}", "dev")
+        weights = FusionWeights(**fusion["weights"])
+        texts = read_kv(out / "text")
+        for line in (out / "raw.jsonl").read_text(encoding="utf-8").splitlines():
+            rec = json.loads(line)
+            assert texts[rec["utt"]] == rec["text"] == ScoredNbest.from_record(rec).pick(weights)
 
 
 def owner_stage(rel: str) -> int:

@@ -8,7 +8,8 @@ the output guard (fallback to the 1-best), and writes to ``--out-dir`` (atomical
 
 - ``text``: refined transcripts, Kaldi format ``<utt> <hanzi>``, sorted (score it like any decode ``text``);
 - ``raw.jsonl``: per utterance the raw LLM output, the guarded text, the fallback reason (null if accepted),
-  the 1-best and the reference;
+  the 1-best and the reference; in ``--mode rescore`` also every candidate with its LLM and VSR scores
+  (``vallr_pin.bin.tune_fusion`` tunes the fusion weights from them);
 - ``guard_stats.json``: fallback counts by reason, plus the settings used.
 
 Example:
@@ -20,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from vallr_pin.datadir import atomic_open, write_kv
+from vallr_pin.llm.fusion import FusionWeights
 from vallr_pin.llm.guard import OutputGuard
 from vallr_pin.llm.nbest import read_nbest_jsonl
 from vallr_pin.llm.prompt import load_template
@@ -72,6 +75,11 @@ def get_parser() -> argparse.ArgumentParser:
                         "(eq. 18 restricted to the N-best; for LLMs too small to generate, e.g. the mini recipe)")
     p.add_argument("--rescore-vsr-weight", type=float, default=0.0,
                    help="rescore mode: weight of the VSR beam score added to the LLM log-probability")
+    p.add_argument("--rescore-llm-weight", type=float, default=1.0,
+                   help="rescore mode: weight of the LLM log-probability (tune it with vallr_pin.bin.tune_fusion)")
+    p.add_argument("--rescore-length-bonus", type=float, default=0.0,
+                   help="rescore mode: added per character of a candidate (counters the LLM's preference for "
+                        "short answers, like Kaldi's word insertion penalty)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     return p
 
@@ -99,7 +107,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if args.mode == "rescore":
         refiner = Rescorer(engine, guard, lang=args.lang, template=template,
                            max_candidates=args.max_candidates or None, batch_size=args.batch_size,
-                           vsr_weight=args.rescore_vsr_weight)
+                           weights=FusionWeights(llm_weight=args.rescore_llm_weight,
+                                                 vsr_weight=args.rescore_vsr_weight,
+                                                 length_bonus=args.rescore_length_bonus))
     else:
         refiner = Refiner(engine, guard, lang=args.lang, template=template,
                           max_candidates=args.max_candidates or None, batch_size=args.batch_size,
@@ -110,9 +120,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     out = Path(args.out_dir)
     with atomic_open(out / "raw.jsonl") as f:
         for r in results:
-            f.write(json.dumps({"utt": r.utt, "raw": r.raw, "text": r.text, "reason": r.reason,
-                                "onebest": r.onebest, "ref": r.ref}, ensure_ascii=False) + "\n")
+            rec = {"utt": r.utt, "raw": r.raw, "text": r.text, "reason": r.reason, "onebest": r.onebest,
+                   "ref": r.ref}
+            if r.candidates is not None:  # rescore mode: what tune_fusion re-weights
+                rec.update(candidates=r.candidates, llm_scores=r.llm_scores, vsr_scores=r.vsr_scores)
+            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     stats = guard.stats()
+    if args.mode == "rescore":
+        stats["fusion"] = dataclasses.asdict(refiner.weights)
     stats.update({"n_changed_from_1best": sum(r.text != r.onebest for r in results),
                   "utts_per_second": round(len(results) / max(elapsed, 1e-9), 3), "model": args.model,
                   "adapter": args.adapter, "backend": args.backend, "mode": args.mode, "batch_size": args.batch_size,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from vallr_pin.llm.fusion import FusionWeights, choose
 from vallr_pin.llm.guard import OutputGuard
 from vallr_pin.llm.nbest import NbestEntry
 from vallr_pin.llm.prompt import PromptTemplate, build_messages
@@ -88,6 +89,10 @@ class Refined:
     reason: Optional[str]
     onebest: str
     ref: Optional[str]
+    # rescore mode: every candidate with its scores, so the fusion weights can be re-tuned without the LLM
+    candidates: Optional[List[str]] = None
+    llm_scores: Optional[List[float]] = None
+    vsr_scores: Optional[List[float]] = None
 
 
 class _NbestLLM:
@@ -164,8 +169,10 @@ class Rescorer(_NbestLLM):
 
     This is eq. (18) of the paper with the arg max restricted to the N-best list. It suits LLMs too small to
     generate a correction reliably (the mini recipe's tiny model): the answer is always one of the candidates,
-    so the guard never has to fall back. ``vsr_weight`` adds the VSR beam score (log-prob) of each candidate;
-    0 ranks by the LLM alone.
+    so the guard never has to fall back. ``weights`` (:class:`vallr_pin.llm.fusion.FusionWeights`) fuse the
+    LLM score with the VSR beam score (log-prob) of each candidate and a per-character length bonus; the
+    default ranks by the LLM alone. Every candidate's scores are kept in the results, so
+    :mod:`vallr_pin.bin.tune_fusion` can tune the weights on a development set afterwards.
 
     Args:
         engine: an ms-swift ``TransformersEngine`` (its ``model`` and ``template`` are used directly).
@@ -175,11 +182,12 @@ class Rescorer(_NbestLLM):
     """
 
     def __init__(self, engine, guard: OutputGuard, lang: str = "zh", template: Optional[PromptTemplate] = None,
-                 max_candidates: Optional[int] = 5, batch_size: int = 16, vsr_weight: float = 0.0):
+                 max_candidates: Optional[int] = 5, batch_size: int = 16,
+                 weights: Optional[FusionWeights] = None):
         if not hasattr(engine, "template") or not hasattr(engine, "model"):
             raise ValueError("rescoring needs the transformers backend (--backend transformers)")
         super().__init__(engine, guard, lang, template, max_candidates, batch_size)
-        self.vsr_weight = vsr_weight
+        self.weights = weights or FusionWeights()
 
     def _sequences(self, e: NbestEntry):
         cands = e.texts[: self.max_candidates or None]
@@ -226,10 +234,13 @@ class Rescorer(_NbestLLM):
             scores = iter(self.answer_logprobs(flat))
             for e, (cands, _) in zip(group, seqs):
                 llm = [next(scores) for _ in cands]
-                vsr = e.scores[: len(cands)] if self.vsr_weight else [0.0] * len(cands)
-                total = [a + self.vsr_weight * b for a, b in zip(llm, vsr)]
-                best = max(range(len(cands)), key=total.__getitem__) if cands else None
+                vsr = [float(x) for x in e.scores[: len(cands)]]
+                if len(vsr) < len(cands):
+                    if self.weights.vsr_weight:
+                        raise ValueError(f"utterance '{e.utt}': {len(cands)} candidates but {len(vsr)} VSR scores")
+                    vsr += [0.0] * (len(cands) - len(vsr))
+                best = choose(cands, llm, vsr, self.weights)
                 raw = cands[best] if best is not None else ""
                 text, reason = self.guard(raw, cands)
-                results.append(Refined(e.utt, raw, text, reason, e.onebest, e.ref))
+                results.append(Refined(e.utt, raw, text, reason, e.onebest, e.ref, list(cands), llm, vsr))
         return results

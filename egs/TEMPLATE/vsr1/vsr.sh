@@ -69,6 +69,8 @@ llm_data_opts=
 llm_sft_config=conf/llm_sft.yaml
 llm_sft_args=            # extra `swift sft` flags (override the config), e.g. "--max_steps 100"
 llm_refine_opts=
+llm_tune_fusion=false    # true (needs llm_refine_opts "--mode rescore"): tune the LLM/VSR fusion weights on
+                         #   valid_set (vallr_pin.bin.tune_fusion), apply them to every test set
 paper_results=           # conf/paper_results.yaml: the paper's figures shown beside ours in RESULTS.md
 
 help_message=$(sed -n '2,/^set -euo/p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set -euo/d')
@@ -274,16 +276,32 @@ fi
 if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
   [ -n "${llm_model}" ] || { log "Error: set llm_model= (a local model directory) in run.sh or --llm_model"; exit 1; }
   decode_dir=decode_${decode_tag}_${inference_model%.pth}
-  for dset in ${test_sets}; do
-    nbest=${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl
-    for mode in finetuned zeroshot; do
+  refine_sets=${test_sets}
+  if [ "${llm_tune_fusion}" = true ]; then
+    case " ${llm_refine_opts} " in *" --mode rescore "*) ;;
+      *) log "Error: llm_tune_fusion=true needs llm_refine_opts with --mode rescore"; exit 1 ;; esac
+    # the weights are tuned on the validation set, so it is refined even when it is not a test set
+    refine_sets=$(echo "${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+  fi
+  for mode in finetuned zeroshot; do
+    adapter_opt=""; [ "${mode}" = finetuned ] && adapter_opt="--adapter ${llm_exp}/adapter"
+    apply_dirs=()
+    for dset in ${refine_sets}; do
       out=${llm_exp}/refine_${mode}/${dset}
-      adapter_opt=""; [ "${mode}" = finetuned ] && adapter_opt="--adapter ${llm_exp}/adapter"
+      apply_dirs+=("${out}")
       # shellcheck disable=SC2086
       ${cuda_cmd} --gpu "${ngpu}" "${out}/refine.log" \
-        ${python} -m vallr_pin.bin.llm_refine --model "${llm_model}" ${adapter_opt} --nbest "${nbest}" \
-          --out-dir "${out}" ${llm_refine_opts}
-      score_dir "${dumpdir}/roi/${dset}/text" "${out}"
+        ${python} -m vallr_pin.bin.llm_refine --model "${llm_model}" ${adapter_opt} \
+          --nbest "${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl" --out-dir "${out}" ${llm_refine_opts}
+    done
+    if [ "${llm_tune_fusion}" = true ]; then
+      # LLM weight and length bonus chosen on the validation set only, then applied unchanged to every set
+      ${python} -m vallr_pin.bin.tune_fusion --tune-dir "${llm_exp}/refine_${mode}/${valid_set}" \
+        --ref "${dumpdir}/roi/${valid_set}/text" --apply-dir "${apply_dirs[@]}" \
+        2>&1 | tee "${llm_exp}/refine_${mode}/tune_fusion.log"
+    fi
+    for dset in ${refine_sets}; do
+      score_dir "${dumpdir}/roi/${dset}/text" "${llm_exp}/refine_${mode}/${dset}"
     done
   done
   results_opts=(--out RESULTS.md --sets ${test_sets} --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"

@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Stage 9 (rescore mode): tune the LLM/VSR fusion weights on a development set, apply them to every set.
+
+``llm_refine --mode rescore`` keeps, per utterance, every candidate with its LLM and VSR scores in
+``raw.jsonl``. This grid-searches ``llm_weight`` x ``length_bonus`` (the VSR weight fixed at ``--vsr-weight``)
+for the lowest CER on ``--tune-dir`` against ``--ref``, as Kaldi's ``score.sh`` sweeps its LM weight and
+insertion penalty, then re-picks the candidates of every ``--apply-dir`` with the chosen weights (no LLM
+forward pass: the stored scores are enough). The test sets never influence the choice.
+
+Writes, atomically:
+  <tune-dir>/fusion_grid.json   the whole grid (llm_weight, length_bonus, CER) and the chosen weights
+  <apply-dir>/raw.jsonl         text/raw/reason re-picked with the chosen weights (scores unchanged)
+  <apply-dir>/fusion.json       the weights used and where they were tuned
+  <apply-dir>/guard_stats.json  n_changed_from_1best updated, the weights added
+  <apply-dir>/text              the re-picked transcripts (written last)
+
+Example:
+  python -m vallr_pin.bin.tune_fusion --tune-dir exp/llm/refine_finetuned/dev --ref dump/roi/dev/text \\
+      --apply-dir exp/llm/refine_finetuned/dev exp/llm/refine_finetuned/test
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from vallr_pin.datadir import atomic_open, read_kv, write_kv
+from vallr_pin.llm.fusion import DEFAULT_LENGTH_BONUSES, DEFAULT_LLM_WEIGHTS, ScoredNbest, choose, tune
+
+LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--tune-dir", required=True, help="llm_refine --mode rescore output of the development set")
+    p.add_argument("--ref", required=True, help="reference text of the development set (Kaldi text)")
+    p.add_argument("--apply-dir", nargs="+", required=True,
+                   help="llm_refine --mode rescore outputs to re-pick with the tuned weights (may include --tune-dir)")
+    p.add_argument("--llm-weights", type=float, nargs="+", default=list(DEFAULT_LLM_WEIGHTS),
+                   help="grid of LLM log-probability weights")
+    p.add_argument("--length-bonuses", type=float, nargs="+", default=list(DEFAULT_LENGTH_BONUSES),
+                   help="grid of per-character length bonuses")
+    p.add_argument("--vsr-weight", type=float, default=1.0, help="weight of the VSR beam score (fixed: the scale)")
+    return p
+
+
+def read_scored(d: Path) -> List[ScoredNbest]:
+    path = d / "raw.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run vallr_pin.bin.llm_refine --mode rescore --out-dir {d}")
+    with open(path, encoding="utf-8") as f:
+        return [ScoredNbest.from_record(json.loads(line)) for line in f if line.strip()]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = get_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    tune_dir = Path(args.tune_dir)
+    refs = read_kv(args.ref)
+    weights, grid = tune(read_scored(tune_dir), refs, args.llm_weights, args.length_bonuses, args.vsr_weight)
+    chosen = dataclasses.asdict(weights)
+    best_cer = min(g["cer"] for g in grid)
+    logging.info("fusion weights tuned on %s: %s (CER %.2f; grid %d points)", tune_dir, chosen, best_cer, len(grid))
+    with atomic_open(tune_dir / "fusion_grid.json") as f:
+        json.dump({"chosen": chosen, "cer": best_cer, "grid": grid}, f, indent=2)
+    for d in map(Path, args.apply_dir):
+        with open(d / "raw.jsonl", encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        texts = {}
+        for rec in records:
+            u = ScoredNbest.from_record(rec)
+            i = choose(u.candidates, u.llm_scores, u.vsr_scores, weights)
+            raw = u.candidates[i] if i is not None else ""
+            # in rescore mode the answer is always a candidate, so the output guard can only object to an
+            # empty one (falling back to the 1-best), exactly as ScoredNbest.pick does
+            rec.update(raw=raw, text=u.pick(weights), reason=None if raw.strip() else "empty")
+            texts[rec["utt"]] = rec["text"]
+        with atomic_open(d / "raw.jsonl") as f:
+            for rec in records:
+                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        with atomic_open(d / "fusion.json") as f:
+            json.dump({"weights": chosen, "tuned_on": str(tune_dir), "tuned_cer": best_cer}, f, indent=2)
+        stats_path = d / "guard_stats.json"  # keep llm_refine's summary true for the re-picked text
+        if stats_path.is_file():
+            stats = json.loads(stats_path.read_text(encoding="utf-8"))
+            stats.update(n_changed_from_1best=sum(r["text"] != r["onebest"] for r in records), fusion=chosen)
+            with atomic_open(stats_path) as f:
+                json.dump(stats, f, ensure_ascii=False, indent=2)
+        write_kv(d / "text", texts)
+        logging.info("%s: %d utterances re-picked, %d differ from the VSR 1-best", d, len(texts),
+                     sum(r["text"] != r["onebest"] for r in records))
+    return {"weights": chosen, "cer": best_cer, "grid": grid}
+
+
+if __name__ == "__main__":
+    main()
