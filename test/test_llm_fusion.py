@@ -28,6 +28,15 @@ def _nbest(utt, cands, llm, vsr):
     return ScoredNbest(utt, tuple(cands), tuple(llm), tuple(vsr), cands[0])
 
 
+def test_pick_passes_the_choice_through_the_output_guard():
+    u = _nbest("u", ["外面下雨了", "", "你好，世界"], [-5.0, 0.0, -4.0], [0.0, 0.0, 0.0])
+    # the LLM alone prefers the empty candidate: the guard falls back to the 1-best, as in llm_refine
+    assert u.pick(FusionWeights()) == ("", "外面下雨了", "empty")
+    # the guard's normaliser drops punctuation, so the text is scored like the references
+    assert _nbest("v", ["你好，世界", "你好"], [-1.0, -9.0], [0.0, 0.0]).pick(FusionWeights()) == (
+        "你好，世界", "你好世界", None)
+
+
 # The VSR 1-best drops characters and confuses look-alikes; the LLM fixes the look-alike, but per token it
 # prefers short answers, so it keeps the deletions unless a length bonus pays for the missing characters.
 DEV = [

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from vallr_pin.bin.tune_fusion import load_guard
 from vallr_pin.datadir import read_kv
 from vallr_pin.llm.fusion import FusionWeights, ScoredNbest
 
@@ -126,7 +127,8 @@ def test_stage_outputs_fit_together(recipe):
         texts = read_kv(out / "text")
         for line in (out / "raw.jsonl").read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
-            assert texts[rec["utt"]] == rec["text"] == ScoredNbest.from_record(rec).pick(weights)
+            raw, text, reason = ScoredNbest.from_record(rec).pick(weights, load_guard(out))
+            assert texts[rec["utt"]] == rec["text"] == text and (rec["raw"], rec["reason"]) == (raw, reason)
 
 
 def owner_stage(rel: str) -> int:

@@ -64,7 +64,7 @@ def _errors(utts, weights):
 
     out = []
     for u, ref in utts:
-        s = score_utterance(u.utt, ref, u.onebest if weights is None else u.pick(weights))
+        s = score_utterance(u.utt, ref, u.onebest if weights is None else u.pick(weights)[1])
         out.append((s.errors, s.n_ref))
     return out
 

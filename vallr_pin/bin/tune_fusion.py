@@ -9,9 +9,10 @@ forward pass: the stored scores are enough). The test sets never influence the c
 
 Writes, atomically:
   <tune-dir>/fusion_grid.json   the whole grid (llm_weight, length_bonus, CER) and the chosen weights
-  <apply-dir>/raw.jsonl         text/raw/reason re-picked with the chosen weights (scores unchanged)
+  <apply-dir>/raw.jsonl         raw/text/reason re-picked with the chosen weights and llm_refine's output guard
+                                (scores unchanged)
   <apply-dir>/fusion.json       the weights used and where they were tuned
-  <apply-dir>/guard_stats.json  n_changed_from_1best updated, the weights added
+  <apply-dir>/guard_stats.json  fallback counts and n_changed_from_1best of the re-picked text, the weights
   <apply-dir>/text              the re-picked transcripts (written last)
 
 Example:
@@ -29,7 +30,8 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from vallr_pin.datadir import atomic_open, read_kv, write_kv
-from vallr_pin.llm.fusion import DEFAULT_LENGTH_BONUSES, DEFAULT_LLM_WEIGHTS, ScoredNbest, choose, tune
+from vallr_pin.llm.fusion import DEFAULT_LENGTH_BONUSES, DEFAULT_LLM_WEIGHTS, ScoredNbest, tune
+from vallr_pin.llm.guard import OutputGuard
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
@@ -57,12 +59,20 @@ def read_scored(d: Path) -> List[ScoredNbest]:
         return [ScoredNbest.from_record(json.loads(line)) for line in f if line.strip()]
 
 
+def load_guard(d: Path) -> OutputGuard:
+    """The output guard with the settings llm_refine used for ``d`` (its guard_stats.json), default ones else."""
+    stats_path = d / "guard_stats.json"
+    settings = json.loads(stats_path.read_text(encoding="utf-8")).get("guard", {}) if stats_path.is_file() else {}
+    return OutputGuard(**settings)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     tune_dir = Path(args.tune_dir)
     refs = read_kv(args.ref)
-    weights, grid = tune(read_scored(tune_dir), refs, args.llm_weights, args.length_bonuses, args.vsr_weight)
+    weights, grid = tune(read_scored(tune_dir), refs, args.llm_weights, args.length_bonuses, args.vsr_weight,
+                         guard=load_guard(tune_dir))
     chosen = dataclasses.asdict(weights)
     best_cer = min(g["cer"] for g in grid)
     logging.info("fusion weights tuned on %s: %s (CER %.2f; grid %d points)", tune_dir, chosen, best_cer, len(grid))
@@ -71,29 +81,24 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     for d in map(Path, args.apply_dir):
         with open(d / "raw.jsonl", encoding="utf-8") as f:
             records = [json.loads(line) for line in f if line.strip()]
-        texts = {}
+        guard = load_guard(d)  # the same guard as llm_refine, so the re-picked text is what it would have written
         for rec in records:
-            u = ScoredNbest.from_record(rec)
-            i = choose(u.candidates, u.llm_scores, u.vsr_scores, weights)
-            raw = u.candidates[i] if i is not None else ""
-            # in rescore mode the answer is always a candidate, so the output guard can only object to an
-            # empty one (falling back to the 1-best), exactly as ScoredNbest.pick does
-            rec.update(raw=raw, text=u.pick(weights), reason=None if raw.strip() else "empty")
-            texts[rec["utt"]] = rec["text"]
+            raw, text, reason = ScoredNbest.from_record(rec).pick(weights, guard)
+            rec.update(raw=raw, text=text, reason=reason)
         with atomic_open(d / "raw.jsonl") as f:
             for rec in records:
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
         with atomic_open(d / "fusion.json") as f:
             json.dump({"weights": chosen, "tuned_on": str(tune_dir), "tuned_cer": best_cer}, f, indent=2)
+        n_changed = sum(r["text"] != r["onebest"] for r in records)
         stats_path = d / "guard_stats.json"  # keep llm_refine's summary true for the re-picked text
         if stats_path.is_file():
             stats = json.loads(stats_path.read_text(encoding="utf-8"))
-            stats.update(n_changed_from_1best=sum(r["text"] != r["onebest"] for r in records), fusion=chosen)
+            stats.update(guard.stats(), n_changed_from_1best=n_changed, fusion=chosen)
             with atomic_open(stats_path) as f:
                 json.dump(stats, f, ensure_ascii=False, indent=2)
-        write_kv(d / "text", texts)
-        logging.info("%s: %d utterances re-picked, %d differ from the VSR 1-best", d, len(texts),
-                     sum(r["text"] != r["onebest"] for r in records))
+        write_kv(d / "text", {r["utt"]: r["text"] for r in records})
+        logging.info("%s: %d utterances re-picked, %d differ from the VSR 1-best", d, len(records), n_changed)
     return {"weights": chosen, "cer": best_cer, "grid": grid}
 
 

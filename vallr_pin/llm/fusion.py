@@ -18,6 +18,7 @@ import dataclasses
 import itertools
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from vallr_pin.llm.guard import OutputGuard
 from vallr_pin.scoring.cer import score_utterance
 
 DEFAULT_LLM_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -65,19 +66,24 @@ class ScoredNbest:
         return cls(str(rec["utt"]), tuple(rec["candidates"]), tuple(float(x) for x in rec["llm_scores"]),
                    tuple(float(x) for x in rec["vsr_scores"]), str(rec.get("onebest", "")))
 
-    def pick(self, weights: FusionWeights) -> str:
+    def pick(self, weights: FusionWeights, guard: Optional[OutputGuard] = None) -> Tuple[str, str, Optional[str]]:
+        """``(raw, text, reason)`` as llm_refine's rescore mode writes them: the best candidate under
+        ``weights``, then the output guard's cleaned text (or the 1-best and the fallback reason)."""
         i = choose(self.candidates, self.llm_scores, self.vsr_scores, weights)
-        # an empty pick falls back to the 1-best, as the output guard does in llm_refine
-        return self.candidates[i] if i is not None and self.candidates[i].strip() else self.onebest
+        raw = self.candidates[i] if i is not None else ""
+        text, reason = (guard or OutputGuard())(raw, self.candidates)
+        return raw, text, reason
 
 
-def corpus_errors(nbests: Sequence[ScoredNbest], refs: Mapping[str, str], weights: FusionWeights) -> Tuple[int, int]:
+def corpus_errors(nbests: Sequence[ScoredNbest], refs: Mapping[str, str], weights: FusionWeights,
+                  guard: Optional[OutputGuard] = None) -> Tuple[int, int]:
     """(S+D+I, N) over the utterances of ``nbests`` that have a reference."""
+    guard = guard or OutputGuard()
     errors = n = 0
     for u in nbests:
         if u.utt not in refs:
             continue
-        s = score_utterance(u.utt, refs[u.utt], u.pick(weights))
+        s = score_utterance(u.utt, refs[u.utt], u.pick(weights, guard)[1])
         errors += s.errors
         n += s.n_ref
     return errors, n
@@ -86,9 +92,11 @@ def corpus_errors(nbests: Sequence[ScoredNbest], refs: Mapping[str, str], weight
 def tune(nbests: Sequence[ScoredNbest], refs: Mapping[str, str],
          llm_weights: Sequence[float] = DEFAULT_LLM_WEIGHTS,
          length_bonuses: Sequence[float] = DEFAULT_LENGTH_BONUSES,
-         vsr_weight: float = 1.0) -> Tuple[FusionWeights, List[Dict[str, float]]]:
+         vsr_weight: float = 1.0,
+         guard: Optional[OutputGuard] = None) -> Tuple[FusionWeights, List[Dict[str, float]]]:
     """Grid search for the weights with the lowest CER on ``nbests`` against ``refs``.
 
+    ``guard``: the output guard llm_refine used (its settings; default ones when None).
     Returns the best weights and the whole grid (``llm_weight``, ``length_bonus``, ``cer``). Ties go to the
     larger LLM weight, then to the smaller length bonus (the least VSR-like setting that is as good).
     """
@@ -98,7 +106,7 @@ def tune(nbests: Sequence[ScoredNbest], refs: Mapping[str, str],
     best: Optional[Tuple[Tuple[float, float, float], FusionWeights]] = None
     for w, b in itertools.product(llm_weights, length_bonuses):
         weights = FusionWeights(llm_weight=w, vsr_weight=vsr_weight, length_bonus=b)
-        errors, n = corpus_errors(nbests, refs, weights)
+        errors, n = corpus_errors(nbests, refs, weights, guard)
         cer = 100.0 * errors / max(n, 1)
         grid.append({"llm_weight": w, "length_bonus": b, "cer": round(cer, 2)})
         key = (errors, -w, b)

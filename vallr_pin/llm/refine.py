@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from vallr_pin.llm.fusion import FusionWeights, choose
+from vallr_pin.llm.fusion import FusionWeights, ScoredNbest
 from vallr_pin.llm.guard import OutputGuard
 from vallr_pin.llm.nbest import NbestEntry
 from vallr_pin.llm.prompt import PromptTemplate, build_messages
@@ -233,14 +233,9 @@ class Rescorer(_NbestLLM):
             flat = [conv for _, convs in seqs for conv in convs]
             scores = iter(self.answer_logprobs(flat))
             for e, (cands, _) in zip(group, seqs):
-                llm = [next(scores) for _ in cands]
-                vsr = [float(x) for x in e.scores[: len(cands)]]
-                if len(vsr) < len(cands):
-                    if self.weights.vsr_weight:
-                        raise ValueError(f"utterance '{e.utt}': {len(cands)} candidates but {len(vsr)} VSR scores")
-                    vsr += [0.0] * (len(cands) - len(vsr))
-                best = choose(cands, llm, vsr, self.weights)
-                raw = cands[best] if best is not None else ""
-                text, reason = self.guard(raw, cands)
-                results.append(Refined(e.utt, raw, text, reason, e.onebest, e.ref, list(cands), llm, vsr))
+                scored = ScoredNbest(e.utt, tuple(cands), tuple(next(scores) for _ in cands),
+                                     tuple(e.scores[: len(cands)]), e.onebest)
+                raw, text, reason = scored.pick(self.weights, self.guard)
+                results.append(Refined(e.utt, raw, text, reason, e.onebest, e.ref, list(cands),
+                                       list(scored.llm_scores), list(scored.vsr_scores)))
         return results
