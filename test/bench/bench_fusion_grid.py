@@ -20,7 +20,6 @@ It reads the scores stage 9 stored in ``exp/llm_lora/refine_<mode>/<set>/raw.jso
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path
@@ -52,21 +51,20 @@ def main(argv=None):
 
 
 def _load(path: Path):
+    """(N-best with scores, {utt: reference}) of a rescored raw.jsonl."""
+    from vallr_pin.bin.tune_fusion import read_records
     from vallr_pin.llm.fusion import ScoredNbest
 
-    recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(ScoredNbest.from_record(r), r["ref"]) for r in recs if r.get("ref")]
+    recs = read_records(path.parent)
+    return [ScoredNbest.from_record(r) for r in recs], {r["utt"]: r["ref"] for r in recs if r.get("ref")}
 
 
-def _errors(utts, weights):
-    """Per utterance (errors, N) of the pick under ``weights`` (None: the VSR 1-best)."""
-    from vallr_pin.scoring.cer import score_utterance
+def _errors(data, weights):
+    """Per utterance (errors, N) of the pick under ``weights``; None: the VSR 1-best (the VSR score alone
+    ranks the candidates, and they are stored best first)."""
+    from vallr_pin.llm.fusion import FusionWeights, utterance_errors
 
-    out = []
-    for u, ref in utts:
-        s = score_utterance(u.utt, ref, u.onebest if weights is None else u.pick(weights)[1])
-        out.append((s.errors, s.n_ref))
-    return out
+    return utterance_errors(*data, FusionWeights(0.0, 1.0, 0.0) if weights is None else weights)
 
 
 def _cer(per_utt):
@@ -83,16 +81,14 @@ def report(mode: str, dev_path: Path, test_path: Path, args) -> None:
         cells = [f"{_cer(_errors(dev, FusionWeights(w, 1.0, b))):5.2f}/{_cer(_errors(test, FusionWeights(w, 1.0, b))):5.2f}"
                  for b in args.length_bonuses]
         print(f"{w:>5} " + " ".join(f"{c:>12}" for c in cells))
-    dev_refs = {u.utt: ref for u, ref in dev}
-    dev_nbest = [u for u, _ in dev]
-    fused, _ = tune(dev_nbest, dev_refs, DEFAULT_LLM_WEIGHTS, DEFAULT_LENGTH_BONUSES)
-    control, _ = tune(dev_nbest, dev_refs, (0.0,), DEFAULT_LENGTH_BONUSES)
+    fused, _ = tune(*dev, DEFAULT_LLM_WEIGHTS, DEFAULT_LENGTH_BONUSES)
+    control, _ = tune(*dev, (0.0,), DEFAULT_LENGTH_BONUSES)
     base_t, fused_t, control_t = _errors(test, None), _errors(test, fused), _errors(test, control)
     print(f"VSR 1-best:                        dev {_cer(_errors(dev, None)):.2f}  test {_cer(base_t):.2f}")
     print(f"dev-tuned LLM fusion {fused}: dev {_cer(_errors(dev, fused)):.2f}  test {_cer(fused_t):.2f}")
     print(f"dev-tuned length only {control}: dev {_cer(_errors(dev, control)):.2f}  test {_cer(control_t):.2f}")
     rng = random.Random(0)
-    n = len(test)
+    n = len(base_t)
     better_base = better_control = 0
     for _ in range(args.resamples):
         idx = [rng.randrange(n) for _ in range(n)]

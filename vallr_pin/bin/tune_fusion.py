@@ -51,12 +51,13 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_scored(d: Path) -> List[ScoredNbest]:
+def read_records(d: Path) -> List[dict]:
+    """The records of ``d/raw.jsonl`` (llm_refine's output), with a clear error when it is missing."""
     path = d / "raw.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run vallr_pin.bin.llm_refine --mode rescore --out-dir {d}")
     with open(path, encoding="utf-8") as f:
-        return [ScoredNbest.from_record(json.loads(line)) for line in f if line.strip()]
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def load_guard(d: Path) -> OutputGuard:
@@ -71,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     tune_dir = Path(args.tune_dir)
     refs = read_kv(args.ref)
-    weights, grid = tune(read_scored(tune_dir), refs, args.llm_weights, args.length_bonuses, args.vsr_weight,
+    weights, grid = tune([ScoredNbest.from_record(r) for r in read_records(tune_dir)], refs, args.llm_weights, args.length_bonuses, args.vsr_weight,
                          guard=load_guard(tune_dir))
     chosen = dataclasses.asdict(weights)
     best_cer = min(g["cer"] for g in grid)
@@ -79,8 +80,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     with atomic_open(tune_dir / "fusion_grid.json") as f:
         json.dump({"chosen": chosen, "cer": best_cer, "grid": grid}, f, indent=2)
     for d in map(Path, args.apply_dir):
-        with open(d / "raw.jsonl", encoding="utf-8") as f:
-            records = [json.loads(line) for line in f if line.strip()]
+        records = read_records(d)
         guard = load_guard(d)  # the same guard as llm_refine, so the re-picked text is what it would have written
         for rec in records:
             raw, text, reason = ScoredNbest.from_record(rec).pick(weights, guard)

@@ -75,18 +75,19 @@ class ScoredNbest:
         return raw, text, reason
 
 
+def utterance_errors(nbests: Sequence[ScoredNbest], refs: Mapping[str, str], weights: FusionWeights,
+                     guard: Optional[OutputGuard] = None) -> List[Tuple[int, int]]:
+    """(S+D+I, N) of each utterance of ``nbests`` that has a reference, in order (for bootstrap tests)."""
+    guard = guard or OutputGuard()
+    scores = (score_utterance(u.utt, refs[u.utt], u.pick(weights, guard)[1]) for u in nbests if u.utt in refs)
+    return [(s.errors, s.n_ref) for s in scores]
+
+
 def corpus_errors(nbests: Sequence[ScoredNbest], refs: Mapping[str, str], weights: FusionWeights,
                   guard: Optional[OutputGuard] = None) -> Tuple[int, int]:
     """(S+D+I, N) over the utterances of ``nbests`` that have a reference."""
-    guard = guard or OutputGuard()
-    errors = n = 0
-    for u in nbests:
-        if u.utt not in refs:
-            continue
-        s = score_utterance(u.utt, refs[u.utt], u.pick(weights, guard)[1])
-        errors += s.errors
-        n += s.n_ref
-    return errors, n
+    per_utt = utterance_errors(nbests, refs, weights, guard)
+    return sum(e for e, _ in per_utt), sum(n for _, n in per_utt)
 
 
 def tune(nbests: Sequence[ScoredNbest], refs: Mapping[str, str],
