@@ -205,6 +205,59 @@ def test_plain_beam_search_and_ctc_pinyin_agree(trained):
     assert len(_read(root / "early" / "text")) == 8
 
 
+def test_decode_list_runs_many_jobs_in_one_process_as_separate_runs_would(trained):
+    """--decode_list: one process decodes every line's (checkpoint, keys, options) into its own directory, with
+    the command line's options as defaults that a line overrides; the outputs are byte-identical to separate
+    runs, finished lines are skipped on a re-run, and a bad line fails before anything is decoded."""
+    from vallr_pin.bin import vsr_inference
+
+    root, data, exp = trained["root"], trained["data"], trained["exp"]
+    lines = (data / "feats.scp").read_text().splitlines()
+    keys = [root / "dl_keys.1.scp", root / "dl_keys.2.scp"]
+    keys[0].write_text("\n".join(lines[:3]) + "\n")
+    keys[1].write_text("\n".join(lines[3:]) + "\n")
+    late, early = (str(exp / "ckpt_keep" / f"{e}epoch.pth") for e in (MAX_EPOCH, 2))
+    jobs = [(late, keys[0], root / "dl" / "late.1", []), (late, keys[1], root / "dl" / "late.2", []),
+            (early, keys[0], root / "dl" / "early.1", ["--nbest", "2"])]
+    dlist = root / "dl" / "decode_list"
+    dlist.parent.mkdir(parents=True, exist_ok=True)
+    dlist.write_text("# (checkpoint, keys) per line\n" + "".join(
+        f"--train_config {exp / 'config.yaml'} --model_file {m} --data_path_and_name_and_type "
+        f"{data / 'feats.scp'},video,kaldi_ark --key_file {k} --ref_text {data / 'text'} --output_dir {o} "
+        + " ".join(extra) + "\n\n" for m, k, o, extra in jobs))
+    common = ["--config", str(CONF / "decode_vsr.yaml"), "--nbest", "3", "--log_level", "WARNING"]
+    vsr_inference.main([*common, "--decode_list", str(dlist)])
+    for model, key, out, extra in jobs:
+        single = root / "dl_single" / out.name
+        _decode(trained, single, key, model, ["--nbest", "3", *extra])
+        for name in ("nbest.jsonl", "text", "pinyin", ".done"):
+            assert (out / name).read_bytes() == (single / name).read_bytes(), (out, name)
+    rows = [json.loads(ln) for ln in (jobs[2][2] / "nbest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 3 and max(len(r["nbest"]) for r in rows) == 2  # the line's --nbest 2 won
+    assert max(len(json.loads(ln)["nbest"]) for ln in (jobs[0][2] / "nbest.jsonl").read_text().splitlines()) == 3
+
+    # re-run: only the line whose marker is gone decodes again
+    before = [(o / "nbest.jsonl").stat().st_mtime_ns for _, _, o, _ in jobs]
+    (jobs[1][2] / ".done").unlink()
+    time.sleep(0.01)
+    vsr_inference.main([*common, "--decode_list", str(dlist)])
+    after = [(o / "nbest.jsonl").stat().st_mtime_ns for _, _, o, _ in jobs]
+    assert after[0] == before[0] and after[2] == before[2] and after[1] > before[1]
+
+    # a bad last line stops the run before the first line decodes
+    bad = root / "dl" / "bad_list"
+    (root / "dl" / "fresh").mkdir()
+    bad.write_text(f"--train_config {exp / 'config.yaml'} --model_file {late} --data_path_and_name_and_type "
+                   f"{data / 'feats.scp'},video,kaldi_ark --output_dir {root / 'dl' / 'fresh' / 'a'}\n"
+                   f"--train_config {exp / 'config.yaml'} --model_file {late} --output_dir {root / 'dl' / 'b'}\n")
+    with pytest.raises(SystemExit, match=r"bad_list:2: --data_path_and_name_and_type required"):
+        vsr_inference.main([*common, "--decode_list", str(bad)])
+    assert not any((root / "dl" / "fresh").iterdir())
+    bad.write_text(f"--output_dir {root / 'x'} --merge {root / 'y'}\n")
+    with pytest.raises(SystemExit, match="--merge is not allowed"):
+        vsr_inference.main([*common, "--decode_list", str(bad)])
+
+
 def test_pinyin_rescoring_reranks_the_beam_by_the_pinyin_branch(trained):
     """--pinyin_rescore_weight w: every hypothesis's score becomes its beam score + w * the pinyin branch's
     joint CTC/attention log-likelihood of its reading, the N-best is re-sorted by that, and the pinyin score

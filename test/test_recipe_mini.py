@@ -144,6 +144,8 @@ def owner_stage(rel: str) -> int:
         return 2 if parts[-1] in ("text", "text_pinyin", "utt2spk", "spk2utt") else 1
     if parts[0] == "RESULTS.md":
         return 9
+    if parts[1] == "decode_logs":  # the decode lists stages 5 and 6 give their jobs
+        return {"stage5": 5, "stage6": 6}[parts[2]]
     if parts[1] == "vsr_stats":
         return 3
     if parts[1] in ("vsr_dual", "vsr_char"):

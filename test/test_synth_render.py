@@ -196,3 +196,26 @@ def test_lm_text_never_holds_a_corpus_sentence_or_a_near_copy(tmp_path):
           "--lm-text-with-train"])
     lm = set((out / "lm_text.txt").read_text(encoding="utf-8").split())
     assert lm == set(sents.read_text(encoding="utf-8").split()) - spoken["dev"] - spoken["test"]
+
+
+def test_lm_text_only_writes_the_full_runs_lm_text_and_renders_nothing(tmp_path):
+    """local/data.sh pre-trains the tiny LLM on lm_text.txt while the videos render: --lm-text-only must write
+    the very text the full run writes, render nothing, and the full run must then leave the file alone (same
+    bytes, not replaced under the LLM build that is reading it)."""
+    from vallr_pin.bin.render_corpus import main
+
+    sents = tmp_path / "s.txt"
+    sents.write_text("\n".join(["你好", "我们去吃饭", "今天天气很好", "他是老师", "我喜欢学习中文", "妈妈在家",
+                                "这本书很好看", "明天见", "请坐", "谢谢你"]) + "\n", encoding="utf-8")
+    opts = ["--sentences-file", str(sents), "--num-train-speakers", "2", "--num-dev-speakers", "1",
+            "--num-test-speakers", "1", "--utts-per-speaker", "1", "--seed", "3", "--no-progress"]
+    first, ref = tmp_path / "first", tmp_path / "ref"
+    main(["--out", str(first), *opts, "--lm-text-only"])
+    assert [p.name for p in first.iterdir()] == ["lm_text.txt"]  # no video, no list: nothing rendered
+    stat = (first / "lm_text.txt").stat()
+    main(["--out", str(ref), *opts, "--lm-text"])
+    assert (first / "lm_text.txt").read_bytes() == (ref / "lm_text.txt").read_bytes()
+    main(["--out", str(first), *opts, "--lm-text"])
+    assert (first / "lm_text.txt").stat().st_ino == stat.st_ino  # not replaced
+    assert (first / "lm_text.txt").stat().st_mtime_ns == stat.st_mtime_ns
+    assert sorted(p.name for p in first.glob("*.csv")) == ["dev.csv", "speakers.csv", "test.csv", "train.csv"]

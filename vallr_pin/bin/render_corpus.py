@@ -112,6 +112,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "copies of them")
     p.add_argument("--lm-text-with-train", action="store_true",
                    help="lm_text.txt keeps the training sentences (only dev/test and near copies excluded)")
+    p.add_argument("--lm-text-only", action="store_true",
+                   help="write lm_text.txt (implies --lm-text) and stop before rendering: the corpus plan is "
+                        "deterministic, so an LLM can be built from it while the videos render")
     p.add_argument("--seed", type=int, default=0, help="corpus seed: speakers, splits, timing, noise (default: 0)")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar (e.g. in CI logs)")
@@ -288,6 +291,22 @@ def write_lists(out: Path, jobs: Sequence[Job]) -> None:
         f.write("spk,split\n" + "".join(f"{s},{sp}\n" for s, sp in spk_rows))
 
 
+def write_lm_text(args: argparse.Namespace, raw: Sequence[str], jobs: Sequence[Job]) -> None:
+    """``<out>/lm_text.txt`` (module docstring); rewritten only when its content changes, so a background reader
+    (local/data.sh builds the tiny LLM from it while the videos render) never sees it replaced."""
+    source = load_hsk_sentences(None) if args.sentences_from == "hsk" else raw
+    held_out = sorted({j.text for j in jobs if j.split != "train" or not args.lm_text_with_train})
+    lm = lm_text_sentences(source, held_out)
+    text = "".join(f"{t}\n" for t in lm)
+    path = args.out / "lm_text.txt"
+    if not (path.exists() and path.read_text(encoding="utf-8") == text):
+        with atomic_open(path) as f:
+            f.write(text)
+    logging.info("wrote %s: %d sentences (%d source sentences, %d held-out %s sentences and their near copies "
+                 "excluded)", path, len(lm), len(source), len(held_out),
+                 "dev/test" if args.lm_text_with_train else "corpus")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
@@ -309,6 +328,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                   else n_spk[s] * args.utts_per_speaker) for s in SPLITS}
     jobs = plan_corpus(sentences, n_spk, n_utts, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.lm_text or args.lm_text_only:
+        write_lm_text(args, raw, jobs)
+    if args.lm_text_only:
+        return
     todo = [j for j in jobs if not is_complete(args.out, j)]
     logging.info("%d utterances planned (%s), %d to render, %d already complete", len(jobs),
                  ", ".join(f"{s} {sum(j.split == s for j in jobs)}" for s in SPLITS), len(todo),
@@ -332,15 +355,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         logging.info("rendered %d utterances, %d frames in %.1f s (%.0f frames/s with nj=%d)", len(todo), frames,
                      dt, frames / dt, args.nj)
     write_lists(args.out, jobs)
-    if args.lm_text:
-        source = load_hsk_sentences(None) if args.sentences_from == "hsk" else raw
-        held_out = sorted({j.text for j in jobs if j.split != "train" or not args.lm_text_with_train})
-        lm = lm_text_sentences(source, held_out)
-        with atomic_open(args.out / "lm_text.txt") as f:
-            f.write("".join(f"{t}\n" for t in lm))
-        logging.info("wrote %s/lm_text.txt: %d sentences (%d source sentences, %d held-out %s sentences and their "
-                     "near copies excluded)", args.out, len(lm), len(source), len(held_out),
-                     "dev/test" if args.lm_text_with_train else "corpus")
     with atomic_open(args.out / "ATTRIBUTION.txt") as f:
         f.write(attribution + "\n")
     logging.info("wrote %s/{train,dev,test}.csv", args.out)

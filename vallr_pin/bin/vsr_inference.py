@@ -28,6 +28,12 @@ unfinished jobs run again. ``--merge JOB_DIR ...`` then joins the jobs into the 
         --output_dir exp/vsr_dual/decode/test/logdir/output.3
     python -m vallr_pin.bin.vsr_inference --output_dir exp/vsr_dual/decode/test \\
         --merge exp/vsr_dual/decode/test/logdir/output.*
+
+``--decode_list FILE`` runs several such jobs in one process: each line of FILE holds the options of one job
+(``--model_file ... --data_path_and_name_and_type ... --key_file ... --output_dir ...``, shell-quoted), the
+command line's options are their defaults, and a line's options win. Stages 5 and 6 of vsr.sh give each of
+their nj processes one list covering every (checkpoint, set) they decode: on a CPU, importing ESPnet + FunASR
+costs 15-20 s per process, more than decoding a mini set takes, and stage 6 used to start 12 processes.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,10 +358,14 @@ def get_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--log_level", default="INFO", help="Python logging level")
-    parser.add_argument("--output_dir", required=True,
+    parser.add_argument("--output_dir", default=None,
                         help="Job output directory, or the set's decode directory with --merge")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JOB_DIR",
                         help="Merge these finished job directories into --output_dir and exit")
+    parser.add_argument("--decode_list", default=None, metavar="FILE",
+                        help="Run one job per line of FILE in this process (each line: this script's options for "
+                             "one job, e.g. --model_file M --data_path_and_name_and_type D --key_file K "
+                             "--output_dir O; the command line's options are the defaults)")
     g = parser.add_argument_group("Model and data")
     g.add_argument("--train_config", help="Training config.yaml of the model")
     g.add_argument("--model_file", help="Checkpoint: {N}epoch.pth, ckpt_keep/{N}epoch.pth or an averaged model")
@@ -391,15 +402,77 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_job_args(args: argparse.Namespace, where: str = "") -> None:
+    missing = [f"--{k}" for k in ("train_config", "model_file", "output_dir") if getattr(args, k) is None]
+    if not args.data_path_and_name_and_type:
+        missing.append("--data_path_and_name_and_type")
+    if missing:
+        sys.exit(f"vsr_inference: {where}{' '.join(missing)} required")
+
+
+def read_decode_list(path: str, parser: argparse.ArgumentParser, base_argv: Sequence[str]):
+    """The jobs of ``--decode_list``: one Namespace per non-empty, non-comment line, parsed from ``base_argv`` (the
+    command line without ``--decode_list``) followed by the line's words, so a line's options win. Every line is
+    parsed and checked before any decoding starts: a typo on the last line does not surface after an hour."""
+    base_has_data = any(w.split("=")[0] == "--data_path_and_name_and_type" for w in base_argv)
+    jobs = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            words = shlex.split(line)
+            opts = {w.split("=")[0] for w in words if w.startswith("--")}
+            for bad in ("--merge", "--decode_list", "--config"):
+                if bad in opts:
+                    sys.exit(f"vsr_inference: {path}:{lineno}: {bad} is not allowed in a decode list line")
+            if base_has_data and "--data_path_and_name_and_type" in opts:
+                sys.exit(f"vsr_inference: {path}:{lineno}: --data_path_and_name_and_type is on the command line "
+                         "and on the line; give it in one place")
+            try:
+                ns = parser.parse_args([*base_argv, *words])
+            except SystemExit:
+                sys.exit(f"vsr_inference: {path}:{lineno}: bad options (argparse's message above)")
+            _check_job_args(ns, f"{path}:{lineno}: ")
+            jobs.append(ns)
+    if not jobs:
+        sys.exit(f"vsr_inference: {path}: no jobs (empty decode list)")
+    outs = [str(j.output_dir) for j in jobs]
+    dup = sorted({o for o in outs if outs.count(o) > 1})
+    if dup:
+        sys.exit(f"vsr_inference: {path}: two lines write the same --output_dir {dup[0]}")
+    return jobs
+
+
+def _without_option(argv: Sequence[str], name: str) -> List[str]:
+    """argv without ``name VALUE`` / ``name=VALUE``."""
+    out, skip = [], False
+    for w in argv:
+        if skip:
+            skip = False
+        elif w == name:
+            skip = True
+        elif not w.startswith(name + "="):
+            out.append(w)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
     if args.merge:
+        if args.output_dir is None:
+            sys.exit("vsr_inference: --merge needs --output_dir (the set's decode directory)")
         merge_jobs(args.merge, args.output_dir)
         return
-    missing = [f"--{k}" for k in ("train_config", "model_file") if getattr(args, k) is None]
-    if missing or not args.data_path_and_name_and_type:
-        sys.exit(f"vsr_inference: {' '.join(missing + ([] if args.data_path_and_name_and_type else ['--data_path_and_name_and_type']))} required")
+    if args.decode_list:
+        jobs = read_decode_list(args.decode_list, parser, _without_option(argv, "--decode_list"))
+        for i, job in enumerate(jobs, 1):
+            logging.info(f"decode list {args.decode_list}: job {i}/{len(jobs)} -> {job.output_dir}")
+            decode_job(job)
+        return
+    _check_job_args(args)
     decode_job(args)
 
 

@@ -69,6 +69,7 @@ llm_data_opts=
 llm_sft_config=conf/llm_sft.yaml
 llm_sft_args=            # extra `swift sft` flags (override the config), e.g. "--max_steps 100"
 llm_refine_opts=
+llm_refine_nj=1          # stage 9: LLM refinements run at once (each process loads the LLM; mind GPU memory)
 llm_tune_fusion=false    # true (needs llm_refine_opts "--mode rescore"): tune the LLM/VSR fusion weights on
                          #   valid_set (vallr_pin.bin.tune_fusion), apply them to every test set
 paper_results=           # conf/paper_results.yaml: the paper's figures shown beside ours in RESULTS.md
@@ -193,24 +194,52 @@ if run_stage 4 "train ${vsr_exp} (and ${char_tag:+${char_exp}})"; then
   end_stage 4
 fi
 
-decode_set() {  # decode_set <model exp> <checkpoint file> <set> <decode dir> [extra vsr_inference options]
-  local mexp=$1 ckpt=$2 dset=$3 dir=$4 extra=${5:-} data=${dumpdir}/roi/$3
-  local _nj key_files="" n
-  _nj=$(min "${nj}" "$(wc -l < "${data}/feats.scp")")
-  mkdir -p "${dir}/logdir"
-  for n in $(seq "${_nj}"); do key_files+=" ${dir}/logdir/keys.${n}.scp"; done
+# Stages 5 and 6 queue their decodes (queue_decode), then run_decodes runs them all as nj jobs: job n is one
+# process that decodes the n-th split of every queued (checkpoint, set), from a decode list
+# (vsr_inference --decode_list). One process per job, not per decode: importing ESPnet + FunASR costs 15-20 s
+# per process on a CPU, more than decoding a mini set takes. Each decode keeps its own directory, key splits and
+# .done markers, so a re-run skips what finished.
+decodes=()
+queue_decode() {  # queue_decode <model exp> <checkpoint file> <set> <decode dir> [extra vsr_inference options]
+  decodes+=("$1|$2|$3|$4|${5:-}")
+}
+
+run_decodes() {  # run_decodes <log dir>: decode, merge and score everything queued; logs in <log dir>
+  local logdir=$1 spec mexp ckpt dset dir extra data _nj max_nj=1 n key_files job_dirs
+  mkdir -p "${logdir}"
+  for n in $(seq "${nj}"); do : > "${logdir}/decode_list.${n}"; done
+  for spec in "${decodes[@]}"; do
+    IFS='|' read -r mexp ckpt dset dir extra <<< "${spec}"
+    data=${dumpdir}/roi/${dset}
+    _nj=$(min "${nj}" "$(wc -l < "${data}/feats.scp")")
+    [ "${_nj}" -gt "${max_nj}" ] && max_nj=${_nj}
+    mkdir -p "${dir}/logdir"
+    key_files=""
+    for n in $(seq "${_nj}"); do key_files+=" ${dir}/logdir/keys.${n}.scp"; done
+    # shellcheck disable=SC2086
+    utils/split_scp.pl "${data}/feats.scp" ${key_files}
+    for n in $(seq "${_nj}"); do
+      echo "--train_config ${mexp}/config.yaml --model_file ${ckpt}" \
+        "--data_path_and_name_and_type ${data}/feats.scp,video,kaldi_ark --ref_text ${data}/text" \
+        "--key_file ${dir}/logdir/keys.${n}.scp --output_dir ${dir}/logdir/output.${n} ${extra}" \
+        >> "${logdir}/decode_list.${n}"
+    done
+  done
+  log "  ${#decodes[@]} decodes in ${max_nj} jobs (logs: ${logdir}/inference.*.log)"
   # shellcheck disable=SC2086
-  utils/split_scp.pl "${data}/feats.scp" ${key_files}
-  # shellcheck disable=SC2086
-  ${decode_cmd} JOB=1:"${_nj}" "${dir}/logdir/inference.JOB.log" \
+  ${decode_cmd} JOB=1:"${max_nj}" "${logdir}/inference.JOB.log" \
     ${python} -m vallr_pin.bin.vsr_inference --config "${decode_config}" \
-      --train_config "${mexp}/config.yaml" --model_file "${ckpt}" \
-      --data_path_and_name_and_type "${data}/feats.scp,video,kaldi_ark" --ref_text "${data}/text" \
-      --key_file "${dir}/logdir/keys.JOB.scp" --output_dir "${dir}/logdir/output.JOB" ${inference_args} ${extra}
-  local job_dirs=""
-  for n in $(seq "${_nj}"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
-  # shellcheck disable=SC2086
-  ${python} -m vallr_pin.bin.vsr_inference --output_dir "${dir}" --merge ${job_dirs}
+      --decode_list "${logdir}/decode_list.JOB" ${inference_args}
+  for spec in "${decodes[@]}"; do
+    IFS='|' read -r mexp ckpt dset dir extra <<< "${spec}"
+    _nj=$(min "${nj}" "$(wc -l < "${dumpdir}/roi/${dset}/feats.scp")")
+    job_dirs=""
+    for n in $(seq "${_nj}"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
+    # shellcheck disable=SC2086
+    ${python} -m vallr_pin.bin.vsr_inference --output_dir "${dir}" --merge ${job_dirs}
+    score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
+  done
+  decodes=()
 }
 
 score_dir() {  # score_dir <ref text> <dir with text>
@@ -224,10 +253,10 @@ if run_stage 5 "decode ${test_sets} with ${inference_model}, score CER"; then
       dir=${mexp}/decode_${decode_tag}_${inference_model%.pth}/${dset}
       # the char-only baseline has no pinyin branch to rescore with (decode_config's pinyin_rescore_weight)
       extra=""; [ "${mexp}" = "${char_exp}" ] && extra="--pinyin_rescore_weight 0"
-      decode_set "${mexp}" "${mexp}/${inference_model}" "${dset}" "${dir}" "${extra}"
-      score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
+      queue_decode "${mexp}" "${mexp}/${inference_model}" "${dset}" "${dir}" "${extra}"
     done
   done
+  run_decodes "${expdir}/decode_logs/stage5"
   end_stage 5
 fi
 
@@ -244,10 +273,10 @@ if run_stage 6 "N-best dumping on ${nbest_sets} from the kept checkpoints"; then
     [ -f "${vsr_exp}/ckpt_keep/${ckpt}.pth" ] || { log "Error: ${vsr_exp}/ckpt_keep/${ckpt}.pth missing"; exit 1; }
     for dset in ${nbest_sets}; do
       dir=${vsr_exp}/decode_${decode_tag}_${ckpt}/${dset}
-      decode_set "${vsr_exp}" "${vsr_exp}/ckpt_keep/${ckpt}.pth" "${dset}" "${dir}" "${nbest_inference_args}"
-      score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
+      queue_decode "${vsr_exp}" "${vsr_exp}/ckpt_keep/${ckpt}.pth" "${dset}" "${dir}" "${nbest_inference_args}"
     done
   done
+  run_decodes "${expdir}/decode_logs/stage6"
   end_stage 6
 fi
 
@@ -283,17 +312,30 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     # the weights are tuned on the validation set, so it is refined even when it is not a test set
     refine_sets=$(echo "${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
   fi
+  # every (mode, set) refinement is its own process; llm_refine_nj of them run at once
+  pids=()
+  wait_refines() {
+    local pid failed=0
+    for pid in "${pids[@]}"; do wait "${pid}" || failed=1; done
+    pids=()
+    [ "${failed}" -eq 0 ] || { log "Error: an LLM refinement failed (its refine.log is named above)"; exit 1; }
+  }
   for mode in finetuned zeroshot; do
     adapter_opt=""; [ "${mode}" = finetuned ] && adapter_opt="--adapter ${llm_exp}/adapter"
-    apply_dirs=()
     for dset in ${refine_sets}; do
       out=${llm_exp}/refine_${mode}/${dset}
-      apply_dirs+=("${out}")
       # shellcheck disable=SC2086
       ${cuda_cmd} --gpu "${ngpu}" "${out}/refine.log" \
         ${python} -m vallr_pin.bin.llm_refine --model "${llm_model}" ${adapter_opt} \
-          --nbest "${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl" --out-dir "${out}" ${llm_refine_opts}
+          --nbest "${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl" --out-dir "${out}" ${llm_refine_opts} &
+      pids+=($!)
+      [ "${#pids[@]}" -lt "${llm_refine_nj}" ] || wait_refines
     done
+  done
+  [ "${#pids[@]}" -eq 0 ] || wait_refines
+  for mode in finetuned zeroshot; do
+    apply_dirs=()
+    for dset in ${refine_sets}; do apply_dirs+=("${llm_exp}/refine_${mode}/${dset}"); done
     if [ "${llm_tune_fusion}" = true ]; then
       # LLM weight and length bonus chosen on the validation set only, then applied unchanged to every set
       ${python} -m vallr_pin.bin.tune_fusion --tune-dir "${llm_exp}/refine_${mode}/${valid_set}" \

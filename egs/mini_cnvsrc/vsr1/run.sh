@@ -11,5 +11,5 @@ set -euo pipefail
   --vsr_config conf/train_vsr_dual.yaml --char_config conf/train_vsr_char.yaml \
   --decode_config conf/decode_vsr.yaml --nbest_inference_args "--beam_size 5 --nbest 5" \
   --llm_model "${TINY_LLM}" --llm_sft_config conf/llm_sft.yaml \
-  --llm_refine_opts "--mode rescore --rescore-vsr-weight 1" --llm_tune_fusion true \
+  --llm_refine_opts "--mode rescore --rescore-vsr-weight 1" --llm_tune_fusion true --llm_refine_nj 2 \
   "$@"
