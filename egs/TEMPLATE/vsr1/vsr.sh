@@ -19,6 +19,18 @@ set -euo pipefail
 
 log() { echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (vsr.sh:${BASH_LINENO[0]}) $*" >&2; }
 min() { local a=$1 b=$2; [ "$a" -lt "$b" ] && echo "$a" || echo "$b"; }
+bg_pids=()
+run_bg() {  # run_bg <max at once> <command...>: run it in the background; at <max> running, wait for them all
+  "${@:2}" &
+  bg_pids+=($!)
+  [ "${#bg_pids[@]}" -lt "$1" ] || wait_bg
+}
+wait_bg() {  # wait for every run_bg command; exit if one failed (each names its own log)
+  local pid failed=0
+  for pid in "${bg_pids[@]}"; do wait "${pid}" || failed=1; done
+  bg_pids=()
+  [ "${failed}" -eq 0 ] || { log "Error: a parallel step failed (its log is named above)"; exit 1; }
+}
 
 # General
 stage=0
@@ -233,13 +245,18 @@ run_decodes() {  # run_decodes <log dir>: decode, merge and score everything que
   for spec in "${decodes[@]}"; do
     IFS='|' read -r mexp ckpt dset dir extra <<< "${spec}"
     _nj=$(min "${nj}" "$(wc -l < "${dumpdir}/roi/${dset}/feats.scp")")
-    job_dirs=""
-    for n in $(seq "${_nj}"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
-    # shellcheck disable=SC2086
-    ${python} -m vallr_pin.bin.vsr_inference --output_dir "${dir}" --merge ${job_dirs}
-    score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
+    run_bg "${nj}" merge_and_score "${dir}" "${dset}" "${_nj}"
   done
+  wait_bg
   decodes=()
+}
+
+merge_and_score() {  # merge_and_score <decode dir> <set> <jobs>
+  local dir=$1 dset=$2 n job_dirs=""
+  for n in $(seq "$3"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
+  # shellcheck disable=SC2086
+  ${python} -m vallr_pin.bin.vsr_inference --output_dir "${dir}" --merge ${job_dirs}
+  score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
 }
 
 score_dir() {  # score_dir <ref text> <dir with text>
@@ -313,26 +330,17 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     refine_sets=$(echo "${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
   fi
   # every (mode, set) refinement is its own process; llm_refine_nj of them run at once
-  pids=()
-  wait_refines() {
-    local pid failed=0
-    for pid in "${pids[@]}"; do wait "${pid}" || failed=1; done
-    pids=()
-    [ "${failed}" -eq 0 ] || { log "Error: an LLM refinement failed (its refine.log is named above)"; exit 1; }
-  }
   for mode in finetuned zeroshot; do
     adapter_opt=""; [ "${mode}" = finetuned ] && adapter_opt="--adapter ${llm_exp}/adapter"
     for dset in ${refine_sets}; do
       out=${llm_exp}/refine_${mode}/${dset}
       # shellcheck disable=SC2086
-      ${cuda_cmd} --gpu "${ngpu}" "${out}/refine.log" \
+      run_bg "${llm_refine_nj}" ${cuda_cmd} --gpu "${ngpu}" "${out}/refine.log" \
         ${python} -m vallr_pin.bin.llm_refine --model "${llm_model}" ${adapter_opt} \
-          --nbest "${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl" --out-dir "${out}" ${llm_refine_opts} &
-      pids+=($!)
-      [ "${#pids[@]}" -lt "${llm_refine_nj}" ] || wait_refines
+          --nbest "${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl" --out-dir "${out}" ${llm_refine_opts}
     done
   done
-  [ "${#pids[@]}" -eq 0 ] || wait_refines
+  wait_bg
   for mode in finetuned zeroshot; do
     apply_dirs=()
     for dset in ${refine_sets}; do apply_dirs+=("${llm_exp}/refine_${mode}/${dset}"); done
