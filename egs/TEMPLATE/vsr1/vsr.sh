@@ -217,7 +217,7 @@ queue_decode() {  # queue_decode <model exp> <checkpoint file> <set> <decode dir
 }
 
 run_decodes() {  # run_decodes <log dir>: decode, merge and score everything queued; logs in <log dir>
-  local logdir=$1 spec mexp ckpt dset dir extra data _nj max_nj=1 n key_files job_dirs
+  local logdir=$1 spec mexp ckpt dset dir extra data _nj max_nj=1 n key_files
   mkdir -p "${logdir}"
   for n in $(seq "${nj}"); do : > "${logdir}/decode_list.${n}"; done
   for spec in "${decodes[@]}"; do

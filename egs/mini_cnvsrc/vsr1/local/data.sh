@@ -77,7 +77,7 @@ trap '[ -z "${llm_pid}" ] || kill "${llm_pid}" 2>/dev/null || true' EXIT  # no o
 
 if [ "${llm_train_text}" = false ]; then
   # The tiny LLM needs the corpus plan's text only, not the videos: write lm_text.txt first and pre-train the
-  # LLM (one thread) while the videos render. Stage 0 takes about a minute less on 2 cores.
+  # LLM (one thread) while the videos render (stage 0: 168 -> 150 s on 2 cores, RESULTS.md).
   ${python} -m vallr_pin.bin.render_corpus "${render_args[@]}" --lm-text-only
   start_llm
 fi
