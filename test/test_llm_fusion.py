@@ -58,6 +58,8 @@ def test_tune_finds_the_weights_that_fix_the_deletions():
     assert {g["cer"] for g in grid if g["length_bonus"] == 0.0} == {round(100 * 3 / 18, 2)}
     with pytest.raises(ValueError, match="no utterance of the N-best has a reference"):
         tune(DEV, {"other": "你好"})
+    with pytest.raises(ValueError, match="empty grid"):
+        tune(DEV, REFS, llm_weights=(), length_bonuses=(0.0,))
 
 
 def _write_raw(d, nbests, text_from_first=True):

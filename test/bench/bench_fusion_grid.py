@@ -78,8 +78,10 @@ def report(mode: str, dev_path: Path, test_path: Path, args) -> None:
     print(f"== {mode}: CER dev/test of w * LLM + VSR + b * length (rows w, columns b; w = 0: no LLM)")
     print(f"{'w':>5} " + " ".join(f"{'b=' + str(b):>12}" for b in args.length_bonuses))
     for w in args.llm_weights:
-        cells = [f"{_cer(_errors(dev, FusionWeights(w, 1.0, b))):5.2f}/{_cer(_errors(test, FusionWeights(w, 1.0, b))):5.2f}"
-                 for b in args.length_bonuses]
+        cells = []
+        for b in args.length_bonuses:
+            weights = FusionWeights(w, 1.0, b)
+            cells.append(f"{_cer(_errors(dev, weights)):5.2f}/{_cer(_errors(test, weights)):5.2f}")
         print(f"{w:>5} " + " ".join(f"{c:>12}" for c in cells))
     fused, _ = tune(*dev, DEFAULT_LLM_WEIGHTS, DEFAULT_LENGTH_BONUSES)
     control, _ = tune(*dev, (0.0,), DEFAULT_LENGTH_BONUSES)

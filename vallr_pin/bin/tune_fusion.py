@@ -72,7 +72,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     tune_dir = Path(args.tune_dir)
     refs = read_kv(args.ref)
-    weights, grid = tune([ScoredNbest.from_record(r) for r in read_records(tune_dir)], refs, args.llm_weights, args.length_bonuses, args.vsr_weight,
+    nbests = [ScoredNbest.from_record(r) for r in read_records(tune_dir)]
+    weights, grid = tune(nbests, refs, args.llm_weights, args.length_bonuses, args.vsr_weight,
                          guard=load_guard(tune_dir))
     chosen = dataclasses.asdict(weights)
     best_cer = min(g["cer"] for g in grid)

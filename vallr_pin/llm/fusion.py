@@ -103,6 +103,8 @@ def tune(nbests: Sequence[ScoredNbest], refs: Mapping[str, str],
     """
     if not any(u.utt in refs for u in nbests):
         raise ValueError("no utterance of the N-best has a reference: tune on a set with its text")
+    if not llm_weights or not length_bonuses:
+        raise ValueError(f"empty grid: llm_weights {list(llm_weights)}, length_bonuses {list(length_bonuses)}")
     grid: List[Dict[str, float]] = []
     best: Optional[Tuple[Tuple[float, float, float], FusionWeights]] = None
     for w, b in itertools.product(llm_weights, length_bonuses):
@@ -113,5 +115,4 @@ def tune(nbests: Sequence[ScoredNbest], refs: Mapping[str, str],
         key = (errors, -w, b)
         if best is None or key < best[0]:
             best = (key, weights)
-    assert best is not None, "empty grid"
     return best[1], grid
