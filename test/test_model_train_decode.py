@@ -16,47 +16,17 @@ import time
 from pathlib import Path
 
 import kaldiio
-import numpy as np
 import pytest
 import torch
 import yaml
 
 torch.set_num_threads(1)
 
+from vsr_testdata import CHARS, CONF, PINYIN, make_roi_data, write_tiny_train_config  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "egs" / "TEMPLATE" / "vsr1" / "conf"
-CHARS = "你好世界中国人民"
-PINYIN = ["ni", "hao", "shi", "jie", "zhong", "guo", "ren", "min"]
 MAX_EPOCH = 12
 KILL_AFTER = 3
-
-
-def _frame(k: int, rng, side: int = 32) -> np.ndarray:
-    """A frame that identifies token k: its brightness and stripe period/orientation (robust to a 4 px crop)."""
-    yy, xx = np.mgrid[0:side, 0:side]
-    img = 20.0 + 28 * k + 25 * np.sign(np.sin(2 * np.pi * (yy if k % 2 else xx) / (3 + k)))
-    img = img + rng.normal(0, 3, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8).reshape(-1)
-
-
-def _make_data(d: Path, n_utt: int = 8, frames_per_char: int = 3) -> None:
-    rng = np.random.default_rng(0)
-    videos, text, pinyin = {}, {}, {}
-    for i in range(n_utt):
-        ks = rng.choice(len(CHARS), size=3 + i % 3, replace=True)
-        utt = f"spk{i % 2}-spk{i % 2}_{i:04d}"
-        videos[utt] = np.stack([_frame(k, rng) for k in ks for _ in range(frames_per_char)])  # (T, 32*32) uint8
-        text[utt] = "".join(CHARS[k] for k in ks)
-        pinyin[utt] = " ".join(PINYIN[k] for k in ks)
-    d.mkdir(parents=True)
-    with kaldiio.WriteHelper(f"ark,scp:{d}/feats.ark,{d}/feats.scp", write_function="numpy") as w:
-        for utt in sorted(videos):
-            w(utt, videos[utt])
-    for name, table in (("text", text), ("text_pinyin", pinyin)):
-        (d / name).write_text("".join(f"{u} {table[u]}\n" for u in sorted(table)), encoding="utf-8")
-    (d / "char_tokens.txt").write_text("\n".join(["<blank>", "<unk>", *CHARS, "<sos/eos>"]) + "\n", encoding="utf-8")
-    (d / "pinyin_tokens.txt").write_text("\n".join(["<blank>", "<unk>", *PINYIN, "<sos/eos>"]) + "\n",
-                                         encoding="utf-8")
 
 
 def _cer(refs: dict, hyps: dict) -> float:
@@ -77,14 +47,10 @@ def _read(path: Path) -> dict:
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("vsr")
     data = root / "data"
-    _make_data(data)
-    cfg = yaml.safe_load((CONF / "train_vsr_dual_tiny.yaml").read_text(encoding="utf-8"))
-    cfg["preprocessor_conf"].update(crop_size=28, flip_prob=0.0, time_mask_num=0)  # 32x32 test ROIs
-    cfg.update(max_epoch=MAX_EPOCH, num_iters_per_epoch=10, keep_epochs=[2, 6, MAX_EPOCH], batch_bins=10000,
-               seed=0)
-    cfg["optim_conf"]["lr"] = 0.003
-    cfg["scheduler_conf"]["warmup_steps"] = 20
-    (root / "train.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    make_roi_data(data)
+    write_tiny_train_config(root / "train.yaml", max_epoch=MAX_EPOCH, num_iters_per_epoch=10,
+                            keep_epochs=[2, 6, MAX_EPOCH], batch_bins=10000, seed=0,
+                            optim_conf={"lr": 0.003}, scheduler_conf={"warmup_steps": 20})
 
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     common = ["--config", str(root / "train.yaml"), "--token_list", str(data / "char_tokens.txt"),
@@ -120,12 +86,13 @@ def trained(tmp_path_factory):
 
 def test_training_resumes_after_kill_and_keeps_epochs(trained):
     log1, log2, exp = trained["log1"], trained["log2"], trained["exp"]
-    assert f"] {MAX_EPOCH}epoch results" not in log1  # really killed mid-run
+    # " {N}epoch results": the message starts after a space in ESPnet's log format ("... INFO: 12epoch results")
+    assert f" {MAX_EPOCH}epoch results" not in log1  # really killed mid-run
     assert "The training was resumed using" in log2
-    assert "] 1epoch results" not in log2  # resumed, not restarted
+    assert " 1epoch results" not in log2  # resumed, not restarted
     first = int(log2.split("epoch started")[0].rsplit(" ", 1)[-1].split("/")[0])
     assert KILL_AFTER + 1 <= first <= KILL_AFTER + 2
-    assert f"] {MAX_EPOCH}epoch results" in log2
+    assert f" {MAX_EPOCH}epoch results" in log2
     kept = sorted(p.name for p in (exp / "ckpt_keep").iterdir())
     assert kept == sorted(f"{e}epoch.pth" for e in (2, 6, MAX_EPOCH))
     assert not (exp / "2epoch.pth").exists()  # ESPnet's clean-up did run; the kept copy survived it

@@ -22,10 +22,13 @@ from __future__ import annotations
 from typing import Any, List, Optional, Tuple
 
 import torch
-from funasr.models.sanm.decoder import FsmnDecoder
 
 from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
+
+from vallr_pin.lean_imports import import_funasr
+
+FsmnDecoder = import_funasr("funasr.models.sanm.decoder").FsmnDecoder
 
 
 class SANMDecoder(FsmnDecoder, AbsDecoder, BatchScorerInterface):

@@ -2,8 +2,8 @@
 
 The class *is* ``funasr.models.sanm.encoder.SANMEncoder`` (multiple inheritance, no re-implementation), so its
 parameter names are FunASR's and a FunASR/Paraformer encoder checkpoint can be loaded with ESPnet's
-``--init_param <ckpt>:encoder:encoder``. Only the specific FunASR module is imported: ``import funasr`` would load
-every FunASR model and print an ffmpeg notice.
+``--init_param <ckpt>:encoder:encoder``. Only the specific FunASR module is imported, through
+:func:`vallr_pin.lean_imports.import_funasr`: FunASR's package ``__init__`` would import every FunASR model.
 
 Input is frame features from the visual frontend, so the input layer is ``pe`` (scale by sqrt(d) + sinusoidal
 positions, Paraformer's choice for feature input; the first SAN-M block maps ``input_size -> output_size``) or
@@ -16,9 +16,12 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import torch
-from funasr.models.sanm.encoder import SANMEncoder
 
 from espnet2.asr.encoder.abs_encoder import AbsEncoder
+
+from vallr_pin.lean_imports import import_funasr
+
+SANMEncoder = import_funasr("funasr.models.sanm.encoder").SANMEncoder
 
 _FEATURE_INPUT_LAYERS = ("pe", "linear", None)
 

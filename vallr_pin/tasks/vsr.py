@@ -39,23 +39,26 @@ from espnet2.asr.encoder.abs_encoder import AbsEncoder
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
-from espnet2.tasks.abs_task import AbsTask
 from espnet2.torch_utils.initialize import initialize
 from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.train.class_choices import ClassChoices
-from espnet2.train.collate_fn import CommonCollateFn
-from espnet2.train.preprocessor import AbsPreprocessor
 from espnet2.train.trainer import Trainer, TrainerOptions
 from espnet2.utils.build_dataclass import build_dataclass
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import str2bool, str_or_none
 
+from vallr_pin.lean_imports import ESPNET_TASK_UNUSED, hidden_modules
+
+with hidden_modules(ESPNET_TASK_UNUSED):  # ESPnet's optional wav2vec2 adapter import: 5 s, unused (see there)
+    from espnet2.tasks.abs_task import AbsTask
+
 from vallr_pin.model import DualDecoderVSRModel
 from vallr_pin.nets.frontend import Conv3dResNetFrontend
 from vallr_pin.nets.sanm_decoder import SANMDecoder
 from vallr_pin.nets.sanm_encoder import SANMVideoEncoder
-from vallr_pin.tasks.vsr_preprocess import VSRPreprocessor
+from vallr_pin.tasks.vsr_collate import VSRCollateFn
+from vallr_pin.tasks.vsr_preprocess import AbsVSRPreprocessor, VSRPreprocessor
 
 frontend_choices = ClassChoices(
     name="frontend", classes=dict(conv3d_resnet=Conv3dResNetFrontend), type_check=AbsFrontend,
@@ -78,7 +81,8 @@ model_choices = ClassChoices(
     name="model", classes=dict(dual=DualDecoderVSRModel), type_check=AbsESPnetModel, default="dual",
 )
 preprocessor_choices = ClassChoices(
-    name="preprocessor", classes=dict(vsr=VSRPreprocessor), type_check=AbsPreprocessor, default="vsr",
+    name="preprocessor", classes=dict(vsr=VSRPreprocessor), type_check=AbsVSRPreprocessor,
+    default="vsr",
 )
 
 
@@ -255,7 +259,7 @@ class VSRTask(AbsTask):
         [Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]
     ]:
         # int padding -1 = ignore_id; 0 is the CTC blank.
-        return CommonCollateFn(float_pad_value=0.0, int_pad_value=-1)
+        return VSRCollateFn(float_pad_value=0.0, int_pad_value=-1)
 
     @classmethod
     def build_preprocess_fn(
@@ -277,7 +281,9 @@ class VSRTask(AbsTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return ("text_pinyin",) if not inference else ("text", "text_pinyin")
+        # frame_targets / frame_labels: per-frame regression targets / class labels of the auxiliary losses
+        # (model_conf.frame_target_weight / frame_label_weight; training only)
+        return ("text_pinyin", "frame_targets", "frame_labels") if not inference else ("text", "text_pinyin")
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> DualDecoderVSRModel:

@@ -12,24 +12,41 @@ float32.
 * ``text_pinyin`` (space-separated toneless syllables) -> int64 ids against the pinyin token list.
 
 Augmentation draws from ``numpy.random``, which ESPnet's data loader reseeds per epoch and per worker.
+
+ESPnet's own ``AbsPreprocessor`` lives in ``espnet2.train.preprocessor``, which imports ``g2p_en`` (an
+``nltk.download`` network attempt at import) and ~6 s of audio/TTS modules; ``AbsTask`` only needs a callable
+``preprocess(uid, data) -> data``, so the task checks its preprocessor choices against :class:`AbsVSRPreprocessor`
+(the same contract) and the tokenizers are ESPnet's char/word classes imported directly.
 """
 
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from espnet2.text.build_tokenizer import build_tokenizer
+from espnet2.text.char_tokenizer import CharTokenizer
 from espnet2.text.token_id_converter import TokenIDConverter
-from espnet2.train.preprocessor import AbsPreprocessor
+from espnet2.text.word_tokenizer import WordTokenizer
 
 TokenList = Union[Path, str, Iterable[str]]
 
 
-class VSRPreprocessor(AbsPreprocessor):
+class AbsVSRPreprocessor(ABC):
+    """What ESPnet's data loader calls on every example (the contract of ESPnet's ``AbsPreprocessor``)."""
+
+    def __init__(self, train: bool):
+        self.train = train
+
+    @abstractmethod
+    def __call__(self, uid: str, data: Dict[str, Union[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class VSRPreprocessor(AbsVSRPreprocessor):
     """Video ROI crop/augment/normalise + char and pinyin tokenisation.
 
     Args:
@@ -72,9 +89,9 @@ class VSRPreprocessor(AbsPreprocessor):
         self.video_name = video_name
         self.text_name = text_name
         self.pinyin_name = pinyin_name
-        self.char_tokenizer = build_tokenizer(token_type="char")
+        self.char_tokenizer = CharTokenizer()  # = ESPnet's build_tokenizer(token_type="char")
         self.char_converter = TokenIDConverter(token_list, unk_symbol=unk_symbol) if token_list else None
-        self.word_tokenizer = build_tokenizer(token_type="word")
+        self.word_tokenizer = WordTokenizer()  # = build_tokenizer(token_type="word")
         self.pinyin_converter = (
             TokenIDConverter(pinyin_token_list, unk_symbol=unk_symbol) if pinyin_token_list else None
         )

@@ -1,0 +1,71 @@
+"""How vallr_pin imports FunASR's SAN-M modules and ESPnet's ``AbsTask`` without the parts a run never uses.
+
+The one place where vallr_pin steps into third-party import machinery (issue 22). Both steps cut work done by
+*importing*; the modules and classes used are FunASR's and ESPnet's own, unchanged. On a 2-core host they cut the
+import of ``vallr_pin.tasks.vsr`` from ~20 s to ~8 s (``test/bench/bench_import_time.py`` measures it), and every
+recipe stage starts several such processes.
+
+* :func:`import_funasr` -- ``funasr/__init__.py`` imports *every* FunASR submodule (``pkgutil.walk_packages``:
+  all models, HF transformers, scikit-learn ...), and ``from funasr.models.sanm.encoder import X`` runs it
+  first, like any package ``__init__``: 4-13 s per process. The SAN-M encoder and decoder only need FunASR's own
+  building blocks (0.15 s). So the ``funasr`` package object is registered without running its ``__init__``;
+  the first access to any attribute it would have defined (``funasr.AutoModel``, ``funasr.__version__`` ...)
+  runs that ``__init__`` then, so code that wants the whole of FunASR in the same process still gets it.
+  (The walk also imported ``funasr.bin.realtime_ws``, whose import-time ``logging.basicConfig`` used to set the
+  log format of every vallr_pin process; ESPnet's own format now applies in train.log.)
+* :data:`ESPNET_TASK_UNUSED` -- ESPnet's ``abs_task`` imports ``espnet2.layers.create_adapter``, which tries
+  ``transformers.models.wav2vec2`` (~5 s with HF transformers, scikit-learn and torch._dynamo) for Houlsby
+  adapters on wav2vec2/s3prl layers. That adapter also needs s3prl, which this stack does not install, and a
+  VSR model has no such layers; :func:`hidden_modules` makes that optional import fail while ``abs_task`` loads
+  (ESPnet then records it as unavailable), and afterwards the module imports normally again. ``--use_adapter``
+  with LoRA is unaffected.
+
+The ESPnet module chain that calls ``nltk.download`` at import is not imported at all (no step here; see
+:mod:`vallr_pin.tasks.vsr_collate`). ``test/test_offline.py`` covers both steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import sys
+from types import ModuleType
+from typing import Iterator, Sequence
+
+ESPNET_TASK_UNUSED = ("transformers.models.wav2vec2.modeling_wav2vec2",)
+
+
+def import_funasr(name: str) -> ModuleType:
+    """``importlib.import_module(name)`` for a ``funasr.*`` module, without FunASR's import-everything start-up."""
+    if "funasr" not in sys.modules:
+        spec = importlib.util.find_spec("funasr")
+        if spec is None or spec.loader is None:
+            raise ModuleNotFoundError(f"cannot import {name}: FunASR is not installed (make install)", name="funasr")
+        package = importlib.util.module_from_spec(spec)
+
+        def complete(attr: str):
+            if attr.startswith("__") and attr not in ("__version__", "__all__"):
+                raise AttributeError(attr)  # a probe (pickle, inspect ...), not a use of FunASR
+            # FunASR's real __init__, run in this module, replaces this hook with its own __getattr__.
+            del package.__getattr__
+            spec.loader.exec_module(package)
+            return getattr(package, attr)
+
+        package.__getattr__ = complete
+        sys.modules["funasr"] = package
+    return importlib.import_module(name)
+
+
+@contextlib.contextmanager
+def hidden_modules(names: Sequence[str]) -> Iterator[None]:
+    """Inside the block, ``import`` of each not-yet-imported module in ``names`` raises ImportError."""
+    hidden = [n for n in names if n not in sys.modules]
+    for n in hidden:
+        sys.modules[n] = None  # the import system's "known missing" marker
+    try:
+        yield
+    finally:
+        for n in hidden:
+            if n in sys.modules and sys.modules[n] is None:
+                del sys.modules[n]
