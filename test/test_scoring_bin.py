@@ -9,7 +9,7 @@ from vallr_pin.bin import score as score_bin
 from vallr_pin.datadir import write_kv
 from vallr_pin.scoring.cer import score_corpus
 from vallr_pin.scoring.error_analysis import (HOMOPHONE, OTHER, SAME_VISEME, analyse, pinyin_per_char,
-                                              reading_errors)
+                                              reading_errors, viseme_confusion)
 from vallr_pin.scoring.sclite import find_sclite
 
 SCLITE = find_sclite()
@@ -136,3 +136,29 @@ def test_error_analysis_bin_writes_reports(decode):
     assert a["top_insertions"] == [{"char": "吗", "count": 1}]
     text = (dec / "score_cer" / "error_analysis.txt").read_text("utf-8")
     assert "homophone" in text and "他  -> 她" in text
+
+
+def test_viseme_confusion_counts_aligned_pairs_by_initial_class():
+    score = score_corpus({"a": "爸爸去", "b": "他来"}, {"a": "妈爸去A", "b": "来"})
+    conf = viseme_confusion(score.utts)
+    cell = {(r, c): n for r, row in zip(conf.rows, conf.counts) for c, n in zip(conf.cols, row) if n}
+    # 爸->妈 and 爸 (b, m: bilabial), 去 (q: palatal), 他 deleted, 来 (l: alveolar); the inserted A has no reading
+    assert cell == {("bilabial", "bilabial"): 2, ("palatal", "palatal"): 1, ("alveolar", "del"): 1,
+                    ("alveolar", "alveolar"): 1}
+    assert conf.unreadable == 1
+    assert conf.row_normalised()[conf.rows.index("alveolar")][conf.cols.index("del")] == 0.5
+    plain = viseme_confusion(score.utts, indels=False)
+    assert len(plain.rows) == len(plain.cols) == 8 and plain.unreadable == 0
+
+
+def test_error_analysis_bin_draws_the_viseme_confusion_figure(decode):
+    data, dec = decode
+    out = dec / "score_cer"
+    error_analysis_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--no-plot"])
+    assert (out / "error_analysis.txt").is_file() and not (out / "viseme_confusion.png").exists()
+    error_analysis_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text")])
+    png = (out / "viseme_confusion.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    conf = json.loads((out / "error_analysis.json").read_text("utf-8"))["viseme_confusion"]
+    assert conf["rows"][0] == "bilabial" and conf["cols"][-1] == "del"
+    assert sum(map(sum, conf["counts"])) + conf["unreadable"] == 15 + 1  # every reference character + 吗

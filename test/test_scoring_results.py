@@ -1,4 +1,5 @@
-"""show_results: RESULTS.md tables from score_cer/summary.json, n/a for systems not run, marked section kept."""
+"""show_results: RESULTS.md tables from score_cer/summary.json, n/a for systems not run, marked section kept.
+(Intervals and orderings from utt_errors.txt: test_scoring_bootstrap.py.)"""
 
 import json
 
@@ -41,14 +42,14 @@ def test_tables_per_set_with_na_for_systems_not_run(exp, capsys):
     show_results.main(["--out", "RESULTS.md"] + ARGS)
     md = (exp / "RESULTS.md").read_text("utf-8")
     dev, test = md.split("### dev")[1].split("### test")
-    assert "|char-only (stage I)|30.87|20|5|3|100|80.00|" in dev
-    assert "|dual decoder (stage I)|28.39|18|5|2|100|70.00|" in test
+    assert "|char-only (stage I)|30.87|n/a|20|5|3|100|80.00|" in dev
+    assert "|dual decoder (stage I)|28.39|n/a|18|5|2|100|70.00|" in test
     assert "|dual + zero-shot LLM|n/a (not run)|" in dev and "|dual + zero-shot LLM|n/a (not run)|" in test
     assert "|dual + fine-tuned LLM|n/a (not run)|" in dev
-    assert "|dual + fine-tuned LLM|24.10|15|5|4|100|60.00|" in test
+    assert "|dual + fine-tuned LLM|24.10|n/a|15|5|4|100|60.00|" in test
     assert "- model: conf/train_dual.yaml" in md
     assert "|VALLR-Pin|28.39|" in md and "VALLR-Pin paper" in md
-    assert "|system|CER (%)|S|D|I|N|SER (%)|" in md
+    assert "|system|CER (%)|95% CI|S|D|I|N|SER (%)|" in md
 
 
 def test_rerun_replaces_only_its_section(exp):
@@ -59,7 +60,7 @@ def test_rerun_replaces_only_its_section(exp):
     md = (exp / "RESULTS.md").read_text("utf-8")
     assert md.startswith("# mini_cnvsrc\n\nstage 4 took 12 min\n")
     assert md.count(BEGIN_MARK) == 1 and md.count(END_MARK) == 1
-    assert "|dual + zero-shot LLM|29.50|19|5|3|100|75.00|" in md
+    assert "|dual + zero-shot LLM|29.50|n/a|19|5|3|100|75.00|" in md
 
 
 def test_config_file_and_sets_inferred_from_paths(exp):

@@ -20,7 +20,6 @@ It reads the scores stage 9 stored in ``exp/llm_lora/refine_<mode>/<set>/raw.jso
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
@@ -73,6 +72,7 @@ def _cer(per_utt):
 
 def report(mode: str, dev_path: Path, test_path: Path, args) -> None:
     from vallr_pin.llm.fusion import DEFAULT_LENGTH_BONUSES, DEFAULT_LLM_WEIGHTS, FusionWeights, tune
+    from vallr_pin.scoring.bootstrap import paired_win_rate
 
     dev, test = _load(dev_path), _load(test_path)
     print(f"== {mode}: CER dev/test of w * LLM + VSR + b * length (rows w, columns b; w = 0: no LLM)")
@@ -89,17 +89,13 @@ def report(mode: str, dev_path: Path, test_path: Path, args) -> None:
     print(f"VSR 1-best:                        dev {_cer(_errors(dev, None)):.2f}  test {_cer(base_t):.2f}")
     print(f"dev-tuned LLM fusion {fused}: dev {_cer(_errors(dev, fused)):.2f}  test {_cer(fused_t):.2f}")
     print(f"dev-tuned length only {control}: dev {_cer(_errors(dev, control)):.2f}  test {_cer(control_t):.2f}")
-    rng = random.Random(0)
-    n = len(base_t)
-    better_base = better_control = 0
-    for _ in range(args.resamples):
-        idx = [rng.randrange(n) for _ in range(n)]
-        f, b, c = (_cer([x[i] for i in idx]) for x in (fused_t, base_t, control_t))
-        better_base += f < b
-        better_control += f < c
+    lens = [n for _, n in base_t]  # the same utterances and references for all three
+    base_e, fused_e, control_e = ([e for e, _ in x] for x in (base_t, fused_t, control_t))
+    better_base = paired_win_rate(base_e, fused_e, lens, resamples=args.resamples)
+    better_control = paired_win_rate(control_e, fused_e, lens, resamples=args.resamples)
+    n = len(lens)
     print(f"paired bootstrap on {args.test} ({n} utterances, {args.resamples} resamples): LLM fusion better than "
-          f"the 1-best in {100 * better_base / args.resamples:.1f}%, than length only in "
-          f"{100 * better_control / args.resamples:.1f}%")
+          f"the 1-best in {100 * better_base:.1f}%, than length only in {100 * better_control:.1f}%")
 
 
 if __name__ == "__main__":

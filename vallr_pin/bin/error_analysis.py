@@ -1,5 +1,6 @@
 """Character-error breakdown of one decode: most frequent confusions and homophone / same-viseme / other
-substitutions. Writes ``<out-dir>/error_analysis.{txt,json}`` atomically.
+substitutions, and a heatmap of which initial viseme class the hypothesis has for each reference class. Writes
+``<out-dir>/error_analysis.{txt,json}`` and ``<out-dir>/viseme_confusion.png`` atomically.
 
 Example:
   python -m vallr_pin.bin.error_analysis --ref data/test/text --hyp exp/vsr_dual/decode_x/test/text \\
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from vallr_pin.datadir import atomic_open, read_kv
 from vallr_pin.scoring.cer import score_corpus
-from vallr_pin.scoring.error_analysis import analyse, format_report
+from vallr_pin.scoring.error_analysis import VisemeConfusion, analyse, format_report, plot_viseme_confusion
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
@@ -34,12 +35,17 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--out-dir", default=None,
-        help="Where error_analysis.{txt,json} go. Default: <dir of --hyp>/score_cer.",
+        help="Where error_analysis.{txt,json} and viseme_confusion.png go. Default: <dir of --hyp>/score_cer.",
     )
     parser.add_argument("--top-k", type=int, default=20, help="How many confusions / deletions / insertions to list.")
     parser.add_argument(
         "--allow-empty-ref", action="store_true",
         help="Score utterances with an empty reference (their characters count as insertions) instead of failing.",
+    )
+    parser.add_argument(
+        "--no-plot", action="store_true",
+        help="Do not draw viseme_confusion.png (row-normalised reference x hypothesis initial viseme class, "
+        "with counts); the matrix is in error_analysis.json either way.",
     )
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Logging level.")
     return parser
@@ -66,9 +72,18 @@ def main(argv=None) -> None:
     report = format_report(analysis, title=f"{args.hyp} vs {args.ref}")
     with atomic_open(out_dir / "error_analysis.txt") as f:
         f.write(report)
+    if not args.no_plot:
+        hyp_dir = Path(args.hyp).parent
+        plot_viseme_confusion(
+            VisemeConfusion.from_json(analysis["viseme_confusion"]),
+            out_dir / "viseme_confusion.png",
+            title=f"set {hyp_dir.name} ({hyp_dir.parent}): VER {analysis['viseme_error_rate']:.2f}%, "
+            f"CER {analysis['cer']:.2f}%\ninitial viseme class, reference (rows) vs hypothesis",
+        )
     cats = analysis["substitution_categories"]
-    logging.info("S=%d: homophone %d, same viseme %d, other %d; wrote %s/error_analysis.{txt,json}",
-                 analysis["sub"], cats["homophone"], cats["same_viseme"], cats["other"], out_dir)
+    logging.info("S=%d: homophone %d, same viseme %d, other %d; wrote %s/error_analysis.{txt,json}%s",
+                 analysis["sub"], cats["homophone"], cats["same_viseme"], cats["other"], out_dir,
+                 "" if args.no_plot else " and viseme_confusion.png")
 
 
 if __name__ == "__main__":

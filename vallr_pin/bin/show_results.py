@@ -1,6 +1,8 @@
 """Write the results section of a recipe's RESULTS.md from score_cer/summary.json files (like ESPnet's
-show_asr_result.sh): per test set a markdown table, one row per system, columns CER S D I N SER; systems not
-run yet show "n/a (not run)". Only the marked section is replaced; the rest of RESULTS.md is kept.
+show_asr_result.sh): per test set a markdown table, one row per system, columns CER, its 95% bootstrap interval
+(over utterances, from score_cer/utt_errors.txt), S D I N SER; systems not run yet show "n/a (not run)". With
+--ordering, a table of the claimed orderings of the systems' CERs, each judged by a paired bootstrap. Only the
+marked section is replaced; the rest of RESULTS.md is kept.
 
 Examples:
   python -m vallr_pin.bin.show_results --out RESULTS.md --sets dev test \\
@@ -8,7 +10,9 @@ Examples:
       --system "dual decoder (stage I)=exp/vsr_dual/decode_beam10_valid.acc.ave/{set}/score_cer" \\
       --system "dual + zero-shot LLM=exp/llm_zeroshot/refine_{set}/score_cer" \\
       --system "dual + fine-tuned LLM=exp/llm_lora/refine_{set}/score_cer" \\
-      --meta "model: conf/train_dual.yaml" --paper-ref conf/paper_results.yaml
+      --meta "model: conf/train_dual.yaml" --paper-ref conf/paper_results.yaml \\
+      --ordering "char-only (stage I) > dual decoder (stage I)" \\
+      --ordering "dual + zero-shot LLM >= dual + fine-tuned LLM"
   python -m vallr_pin.bin.show_results --out RESULTS.md --config exp/results.yaml
 """
 
@@ -18,7 +22,8 @@ import argparse
 import logging
 import sys
 
-from vallr_pin.scoring.results_table import System, load_mapping, render_section, write_results
+from vallr_pin.scoring.bootstrap import DEFAULT_RESAMPLES
+from vallr_pin.scoring.results_table import Ordering, System, load_mapping, render_section, write_results
 
 LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
@@ -32,8 +37,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", default=None,
         help="YAML/JSON file with any of: title (str), sets (list), systems (list of {label, path}), meta (list "
-        "of str), paper_ref (path or inline mapping). Command-line flags are added after it "
-        "(--system rows after its systems; --title/--sets/--paper-ref replace its values).",
+        "of str), paper_ref (path or inline mapping), orderings (list of str), resamples (int). Command-line "
+        "flags are added after it (--system/--ordering after its systems/orderings; --title/--sets/--paper-ref/"
+        "--resamples replace its values).",
     )
     parser.add_argument(
         "--system", action="append", default=[], metavar="LABEL=PATH",
@@ -52,6 +58,18 @@ def get_parser() -> argparse.ArgumentParser:
         help="YAML/JSON of published numbers to show below the tables: {source, unit, tables: {name: "
         "{system: value}}}.",
     )
+    parser.add_argument(
+        "--ordering", action="append", default=[], metavar="'LABEL_A > LABEL_B'",
+        help="A claim to check on each set: 'A > B' (CER of A above B's: B is better) or 'A >= B' (B is no worse), "
+        "A and B being --system labels. Shown in an orderings table: both CERs, the share of paired bootstrap "
+        "resamples in which B is better and no worse, and 'holds (p>=0.95)', 'not significant' or 'reversed'. "
+        "Needs utt_errors.txt beside each summary.json. Repeatable.",
+    )
+    parser.add_argument(
+        "--resamples", type=int, default=None,
+        help=f"Bootstrap resamples of the utterances for the 95%% intervals and the orderings (seed 0). Default: "
+        f"the config file's 'resamples', else {DEFAULT_RESAMPLES}.",
+    )
     parser.add_argument("--overwrite", action="store_true",
                         help="Write RESULTS.md afresh instead of replacing only the generated section.")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Logging level.")
@@ -68,12 +86,17 @@ def main(argv=None) -> None:
         paper_ref = args.paper_ref if args.paper_ref is not None else cfg.get("paper_ref")
         if isinstance(paper_ref, str):
             paper_ref = load_mapping(paper_ref)
+        orderings = [Ordering.parse(str(o)) for o in cfg.get("orderings", [])]
+        orderings += [Ordering.parse(o) for o in args.ordering]
+        resamples = args.resamples if args.resamples is not None else int(cfg.get("resamples", DEFAULT_RESAMPLES))
         section = render_section(
             systems,
             sets=args.sets if args.sets is not None else cfg.get("sets"),
             title=args.title or cfg.get("title") or "Results",
             meta=list(cfg.get("meta", [])) + args.meta,
             paper_ref=paper_ref,
+            orderings=orderings,
+            resamples=resamples,
         )
         write_results(args.out, section, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, KeyError) as e:

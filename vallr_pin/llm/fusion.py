@@ -77,7 +77,8 @@ class ScoredNbest:
 
 def utterance_errors(nbests: Sequence[ScoredNbest], refs: Mapping[str, str], weights: FusionWeights,
                      guard: Optional[OutputGuard] = None) -> List[Tuple[int, int]]:
-    """(S+D+I, N) of each utterance of ``nbests`` that has a reference, in order (for bootstrap tests)."""
+    """(S+D+I, N) of each utterance of ``nbests`` that has a reference, in order (the input of
+    :mod:`vallr_pin.scoring.bootstrap`)."""
     guard = guard or OutputGuard()
     scores = (score_utterance(u.utt, refs[u.utt], u.pick(weights, guard)[1]) for u in nbests if u.utt in refs)
     return [(s.errors, s.n_ref) for s in scores]
