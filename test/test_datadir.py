@@ -54,3 +54,35 @@ def test_written_files_follow_the_umask_not_mkstemp(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "text").stat().st_mode & 0o777 == 0o644
+
+
+def test_speaker_stratified_subset_is_proportional_deterministic_and_spread(tmp_path):
+    from vallr_pin.datadir import speaker_stratified_subset
+
+    utt2spk = {f"a_{i:03d}": "a" for i in range(60)} | {f"b_{i:03d}": "b" for i in range(30)}
+    sub = speaker_stratified_subset(utt2spk, 30)
+    assert len(sub) == 30 and sub == speaker_stratified_subset(utt2spk, 30)
+    assert sum(u.startswith("a") for u in sub) == 20  # 2:1 like the speakers
+    assert "a_000" not in sub and max(int(u[2:]) for u in sub if u[0] == "a") > 50  # spread through a's utterances
+    assert len(speaker_stratified_subset(utt2spk, 0.5)) == 45
+    assert speaker_stratified_subset(utt2spk, 1000) == sorted(utt2spk)
+    import pytest
+
+    with pytest.raises(ValueError):
+        speaker_stratified_subset(utt2spk, 0)
+
+
+def test_subset_data_dir_filters_every_list(tmp_path):
+    from vallr_pin.bin.subset_data_dir import main
+    from vallr_pin.datadir import read_kv, write_kv
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    utts = {f"s{k}_{i:02d}": f"s{k}" for k in range(3) for i in range(10)}
+    write_kv(src / "utt2spk", utts)
+    write_kv(src / "feats.scp", {u: f"x.ark:{i}" for i, u in enumerate(utts) if u != "s0_00"})  # one failed
+    write_kv(src / "text", {u: "你好" for u in utts})
+    main(["--src", str(src), "--dst", str(dst), "--size", "0.5"])
+    keep = read_kv(dst / "feats.scp")
+    assert len(keep) == 14 and "s0_00" not in keep
+    assert set(read_kv(dst / "text")) == set(keep) == set(read_kv(dst / "utt2spk"))
+    assert set(read_kv(dst / "spk2utt")) == {"s0", "s1", "s2"}

@@ -162,3 +162,51 @@ def test_paper_scale_configs_build(tmp_path):
     n_dual = sum(p.numel() for p in dual.parameters())
     n_char = sum(p.numel() for p in char.parameters())
     assert n_dual > n_char > 50_000_000
+
+
+def test_frame_target_loss_is_added_and_trains_the_frontend(tmp_path):
+    """model_conf.frame_target_weight: L += w * sum of squared errors of Linear(frontend) vs the frame targets."""
+    torch.manual_seed(0)
+    args = _args(tmp_path, "train_vsr_dual_tiny.yaml",
+                 model_conf={"frame_target_weight": 2.0, "frame_target_dim": 3})
+    model = VSRTask.build_model(args).eval()
+    video, vlen = torch.randn(2, 12, 88 * 88), torch.tensor([12, 9])
+    text = py = torch.tensor([[2, 3, 4], [5, 2, -1]])
+    tlen = torch.tensor([3, 2])
+    targets = torch.randn(2, 12, 3)
+    loss, stats, _ = model(video, vlen, text, tlen, py, tlen, frame_targets=targets,
+                           frame_targets_lengths=torch.tensor([12, 9]))
+    feats, _ = model.frontend(video, vlen)
+    pred = model.frame_target_head(feats)
+    expect = (((pred[0] - targets[0]) ** 2).sum() + ((pred[1, :9] - targets[1, :9]) ** 2).sum()) / 2
+    assert torch.allclose(stats["loss_frame"], expect, atol=1e-4)
+    base = stats["loss_char"] * 0.5 + stats["loss_pinyin"] * 0.5
+    assert torch.allclose(loss, base + 2.0 * expect, atol=1e-4)
+    model.zero_grad()
+    loss.backward()
+    assert model.frontend.stem[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="frame_targets"):
+        model(video, vlen, text, tlen, py, tlen)  # the weight is on but the batch has no targets
+    # off (the paper's model): no head, no targets needed
+    plain = VSRTask.build_model(_args(tmp_path, "train_vsr_dual_tiny.yaml")).eval()
+    assert plain.frame_target_head is None and "loss_frame" not in plain(video, vlen, text, tlen, py, tlen)[1]
+
+
+def test_frame_label_loss_is_cross_entropy_of_the_encoder_output(tmp_path):
+    torch.manual_seed(0)
+    args = _args(tmp_path, "train_vsr_dual_tiny.yaml", model_conf={"frame_label_weight": 0.5, "frame_label_classes": 4})
+    model = VSRTask.build_model(args).eval()
+    video, vlen = torch.randn(2, 12, 88 * 88), torch.tensor([12, 9])
+    text = py = torch.tensor([[2, 3, 4], [5, 2, -1]])
+    tlen = torch.tensor([3, 2])
+    labels = torch.randint(0, 4, (2, 12))
+    labels[1, 9:] = -1  # padding
+    loss, stats, _ = model(video, vlen, text, tlen, py, tlen, frame_labels=labels,
+                           frame_labels_lengths=torch.tensor([12, 9]))
+    enc, _ = model.encode(video, vlen)
+    logp = model.frame_label_head(enc).log_softmax(-1)
+    expect = -(logp[0, torch.arange(12), labels[0]].sum() + logp[1, torch.arange(9), labels[1, :9]].sum()) / 2
+    assert torch.allclose(stats["loss_frame_label"], expect, atol=1e-4)
+    assert torch.allclose(loss, 0.5 * stats["loss_char"] + 0.5 * stats["loss_pinyin"] + 0.5 * expect, atol=1e-4)
+    with pytest.raises(ValueError, match="frame_labels"):
+        model(video, vlen, text, tlen, py, tlen)

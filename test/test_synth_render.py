@@ -155,6 +155,8 @@ def test_render_corpus_splits_are_disjoint_and_rerun_is_idempotent(tmp_path):
         assert r["uttid"].startswith(r["spk"] + "_")
         lm = np.load(out / r["landmarks"])
         assert lm.ndim == 3 and lm.shape[1:] == (5, 2)
+        pose = np.load(out / r["pose"])  # the frame targets: one pose per frame of the video
+        assert pose.dtype == np.float32 and pose.shape == (len(lm), 7)
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")}
     main(argv)  # everything complete: nothing re-rendered
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")} == mtimes
@@ -219,3 +221,33 @@ def test_lm_text_only_writes_the_full_runs_lm_text_and_renders_nothing(tmp_path)
     assert (first / "lm_text.txt").stat().st_ino == stat.st_ino  # not replaced
     assert (first / "lm_text.txt").stat().st_mtime_ns == stat.st_mtime_ns
     assert sorted(p.name for p in first.glob("*.csv")) == ["dev.csv", "speakers.csv", "test.csv", "train.csv"]
+
+
+def test_generated_training_sentences_are_new_and_never_near_copies_of_dev_test(tmp_path):
+    """--generated-train-sentences adds recombined sentences to train only; dev/test pools are unchanged."""
+    from vallr_pin.bin.render_corpus import load_hsk_words, plan_corpus
+    from vallr_pin.bin.render_corpus import filter_sentences, load_hsk_sentences
+
+    sents, _ = filter_sentences(load_hsk_sentences(2), 2, 12)
+    n_spk = {"train": 4, "dev": 1, "test": 1}
+    n_utts = {"train": 2000, "dev": 20, "test": 20}  # more than the pool: every train sentence is used
+    plain = plan_corpus(sents, n_spk, {**n_utts, "train": 40}, seed=3)
+    jobs = plan_corpus(sents, n_spk, n_utts, seed=3, generated=300, words_of=load_hsk_words(), max_chars=12)
+    again = plan_corpus(sents, n_spk, n_utts, seed=3, generated=300, words_of=load_hsk_words(), max_chars=12)
+    assert jobs == again  # deterministic
+    by = lambda js, s: [j.text for j in js if j.split == s]  # noqa: E731
+    assert by(jobs, "dev") == by(plain, "dev") and by(jobs, "test") == by(plain, "test")
+    train = by(jobs, "train")
+    new = [t for t in train if t not in set(sents)]
+    real = {t for t in train if t in set(sents)}
+    assert len(real) == len(sents) - 40 and len(set(new)) >= 300 - 5  # the whole real pool + the generated
+    held = [t.rstrip("。") for t in by(jobs, "dev") + by(jobs, "test")]
+    from vallr_pin.text.normalize import normalize_text
+
+    for t in new:
+        h = normalize_text(t)
+        assert 2 <= len(h) <= 12
+        assert not any(h == x or (min(len(h), len(x)) >= 4 and (h in x or x in h)) for x in map(normalize_text, held))
+    # mixed in, not appended: the first speaker reads generated sentences too
+    first = [j.text for j in jobs if j.spk == "spk001"]
+    assert any(t in new for t in first) and any(t not in new for t in first)

@@ -99,3 +99,39 @@ def write_data_dir(
     write_kv(data_dir / "spk2utt", utt2spk_to_spk2utt(utt2spk))
     for name, items in (extra or {}).items():
         write_kv(data_dir / name, items)
+
+
+def speaker_stratified_subset(utt2spk: Mapping[str, str], size: Union[int, float]) -> list:
+    """A deterministic subset of the utterances, spread over speakers in proportion to their utterances.
+
+    ``size``: a count (int >= 1) or a fraction (0 < float <= 1) of all utterances. Each speaker gets its share
+    (largest remainder, ties to the speaker listed first), taken evenly spaced through its sorted utterances,
+    so a subset is the same on every run and does not favour the first recordings of a speaker. Returns the
+    chosen utterance ids, sorted."""
+    utts = sorted(utt2spk)
+    total = len(utts)
+    if isinstance(size, float) and not isinstance(size, bool):
+        if not 0.0 < size <= 1.0:
+            raise ValueError(f"subset fraction must be in (0, 1], got {size}")
+        k = max(1, int(round(size * total)))
+    else:
+        k = int(size)
+        if k < 1:
+            raise ValueError(f"subset size must be >= 1, got {size}")
+    if k >= total:
+        return utts
+    by_spk: Dict[str, list] = {}
+    for utt in utts:
+        by_spk.setdefault(utt2spk[utt], []).append(utt)
+    spks = sorted(by_spk)
+    exact = {s: k * len(by_spk[s]) / total for s in spks}
+    share = {s: int(exact[s]) for s in spks}
+    for s in sorted(spks, key=lambda s: -(exact[s] - share[s]))[: k - sum(share.values())]:
+        share[s] += 1
+    chosen = []
+    for s in spks:
+        n, members = share[s], by_spk[s]
+        if n:
+            # evenly spaced indices 0 .. len-1 (the centre of each of n equal bins)
+            chosen += [members[int((i + 0.5) * len(members) / n)] for i in range(n)]
+    return sorted(chosen)

@@ -10,6 +10,18 @@
 with no pinyin decoder or pinyin CTC built at all (the task passes ``None``). CE is ESPnet's label-smoothed
 ``LabelSmoothingLoss``, CTC is ESPnet's ``CTC``; both are summed over tokens and averaged over utterances, as in
 ``espnet2.asr.espnet_model.ESPnetASRModel``.
+
+Optional, and off unless ``frame_target_weight > 0`` (the paper's model has no such term): an auxiliary per-frame
+regression of the *frontend* features onto known frame targets, ``L += w * ||Linear(F) - y||^2`` summed over the
+valid frames (per utterance, like CTC). The synthetic mini corpus uses the renderer's mouth pose per frame (open, spread, round, ...), which
+tells the frontend what to look at from the first step; with a real corpus the same option could take, e.g.,
+per-frame lip landmarks. Inference never needs the targets (the head is unused there).
+
+Also optional, off unless ``frame_label_weight > 0``: per-frame classification of the *encoder* output into
+known frame labels, ``L += w * CE(Linear(H), z)`` summed over labelled frames (per utterance). The mini corpus'
+labels are the renderer's alignment (the viseme key of the syllable each frame belongs to, 0 = silence), what a
+forced alignment of the audio would give on a real audio-visual corpus. It shows the encoder where each
+syllable is from the first step, instead of leaving that to CTC's slow escape from its blank-only plateau.
 """
 
 from __future__ import annotations
@@ -80,6 +92,12 @@ class DualDecoderVSRModel(AbsESPnetModel):
         lsm_weight: label smoothing of the CE losses.
         length_normalized_loss: CE normalised per token instead of per utterance.
         report_cer: add CTC-greedy CER of each branch to validation stats.
+        frame_target_weight: weight of the auxiliary frame-target regression (0 = off, the paper's model).
+        frame_target_dim: values per frame of the ``frame_targets`` data (e.g. 7 renderer pose fields); 0 = no
+            head. Needs ``frame_targets`` (B, T, D) float in the training batches when the weight is > 0.
+        frame_label_weight: weight of the auxiliary per-frame classification of the encoder output (0 = off).
+        frame_label_classes: number of frame label classes (labels 0..classes-1; -1 = padding); 0 = no head.
+            Needs ``frame_labels`` (B, T) int in the training batches when the weight is > 0.
     """
 
     def __init__(
@@ -100,6 +118,10 @@ class DualDecoderVSRModel(AbsESPnetModel):
         report_cer: bool = True,
         ignore_id: int = -1,
         extract_feats_in_collect_stats: bool = True,
+        frame_target_weight: float = 0.0,
+        frame_target_dim: int = 0,
+        frame_label_weight: float = 0.0,
+        frame_label_classes: int = 0,
     ):
         super().__init__()
         if not 0.0 <= ctc_weight <= 1.0:
@@ -122,6 +144,18 @@ class DualDecoderVSRModel(AbsESPnetModel):
         self.ignore_id = ignore_id
         self.sos = self.eos = vocab_size - 1
         self.extract_feats_in_collect_stats = extract_feats_in_collect_stats
+        if frame_target_weight < 0 or (frame_target_weight > 0 and frame_target_dim < 1):
+            raise ValueError(
+                f"model_conf.frame_target_weight={frame_target_weight} needs frame_target_dim >= 1 (values per "
+                f"frame of the frame_targets data), got {frame_target_dim}"
+            )
+        self.frame_target_weight = frame_target_weight
+        if frame_label_weight < 0 or (frame_label_weight > 0 and frame_label_classes < 2):
+            raise ValueError(
+                f"model_conf.frame_label_weight={frame_label_weight} needs frame_label_classes >= 2 (the number "
+                f"of frame label classes), got {frame_label_classes}"
+            )
+        self.frame_label_weight = frame_label_weight
 
         self.frontend = frontend
         self.encoder = encoder
@@ -130,6 +164,13 @@ class DualDecoderVSRModel(AbsESPnetModel):
         self.ctc = ctc
         self.pinyin_decoder = pinyin_decoder
         self.pinyin_ctc = pinyin_ctc
+        # After the frontend, before the encoder: the auxiliary target is about what one frame shows.
+        self.frame_target_head = (
+            torch.nn.Linear(frontend.output_size(), frame_target_dim) if frame_target_dim > 0 else None
+        )
+        self.frame_label_head = (
+            torch.nn.Linear(encoder.output_size(), frame_label_classes) if frame_label_classes > 0 else None
+        )
         self._char = _Branch(token_list, decoder, ctc, lsm_weight, length_normalized_loss, ignore_id, report_cer)
         self._pinyin = (
             _Branch(self.pinyin_token_list, pinyin_decoder, pinyin_ctc, lsm_weight, length_normalized_loss,
@@ -161,7 +202,9 @@ class DualDecoderVSRModel(AbsESPnetModel):
         """Loss of eq. (12) for a batch: video (B, T, h*w) float, text (B, L) char ids, text_pinyin (B, M) ids."""
         batch_size = video.size(0)
         text = text[:, : int(text_lengths.max())]
-        enc, enc_lens = self.encode(video, video_lengths)
+        video = video[:, : int(video_lengths.max())]
+        feats, feats_lengths = self.frontend(video, video_lengths)
+        enc, enc_lens, _ = self.encoder(feats, feats_lengths)
 
         loss_ctc_c, loss_att_c, acc_c, cer_c = self._char.losses(enc, enc_lens, text, text_lengths, self.training)
         loss_char = self.ctc_weight * loss_ctc_c + (1.0 - self.ctc_weight) * loss_att_c
@@ -185,9 +228,51 @@ class DualDecoderVSRModel(AbsESPnetModel):
                          loss_att_pinyin=loss_att_p.detach(), acc_pinyin=acc_p, cer_ctc_pinyin=cer_p)
         else:
             loss = loss_char
+        if self.frame_target_weight > 0:
+            if kwargs.get("frame_targets") is None:
+                raise ValueError(
+                    f"model_conf.frame_target_weight={self.frame_target_weight} needs 'frame_targets' in every "
+                    "batch: add '<data>/pose.scp,frame_targets,npy' to the data options (vsr.sh --frame_targets)"
+                )
+            loss_frame = self._frame_target_loss(feats, feats_lengths, kwargs["frame_targets"],
+                                                 kwargs["frame_targets_lengths"])
+            loss = loss + self.frame_target_weight * loss_frame
+            stats["loss_frame"] = loss_frame.detach()
+        if self.frame_label_weight > 0:
+            if kwargs.get("frame_labels") is None:
+                raise ValueError(
+                    f"model_conf.frame_label_weight={self.frame_label_weight} needs 'frame_labels' in every "
+                    "batch: add '<data>/visemes.scp,frame_labels,npy' to the data options (vsr.sh --frame_labels)"
+                )
+            loss_lab, acc_lab = self._frame_label_loss(enc, kwargs["frame_labels"])
+            loss = loss + self.frame_label_weight * loss_lab
+            stats.update(loss_frame_label=loss_lab.detach(), acc_frame_label=acc_lab)
         stats["loss"] = loss.detach()
         loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
         return loss, stats, weight
+
+    def _frame_target_loss(self, feats: torch.Tensor, feats_lengths: torch.Tensor, targets: torch.Tensor,
+                           target_lengths: torch.Tensor) -> torch.Tensor:
+        """Squared error summed over the valid frames and values, averaged over utterances (the scale of the
+        token-summed CTC/CE losses, so that a weight of 1 is comparable to them): feats (B, T, F), targets (B, T', D)."""
+        t = min(feats.size(1), targets.size(1))
+        pred = self.frame_target_head(feats[:, :t])
+        lens = torch.minimum(feats_lengths, target_lengths.to(feats_lengths.device)).clamp(max=t)
+        mask = (torch.arange(t, device=feats.device)[None, :] < lens[:, None]).unsqueeze(-1)
+        err = ((pred - targets[:, :t].to(pred.dtype)) ** 2) * mask
+        return err.sum() / feats.size(0)
+
+    def _frame_label_loss(self, enc: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, float]:
+        """Cross-entropy summed over labelled frames, averaged over utterances, and frame accuracy:
+        enc (B, T, D), labels (B, T') int with -1 for padding."""
+        t = min(enc.size(1), labels.size(1))
+        logits = self.frame_label_head(enc[:, :t])
+        lab = labels[:, :t].to(enc.device).long()
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), lab.reshape(-1),
+                                                 ignore_index=-1, reduction="sum") / enc.size(0)
+        valid = lab >= 0
+        acc = float((logits.argmax(-1)[valid] == lab[valid]).float().mean()) if valid.any() else 0.0
+        return loss, acc
 
     def collect_feats(self, video: torch.Tensor, video_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:
         """For ESPnet's collect-stats: the normalised pixels themselves (the frontend is learned)."""

@@ -10,8 +10,14 @@ Layout written under ``--out`` (paths in the lists are relative to ``--out``)::
     <out>/<split>/<spk>/<uttid>.txt             the sentence, UTF-8, one line, as given (punctuation kept;
                                                 stage 2 normalises it to Hanzi)
     <out>/<split>/<spk>/<uttid>.landmarks.npy   (T, 5, 2) float32 renderer-known landmarks, SPEC.md order
-    <out>/<split>.csv                           header ``uttid,spk,video,text,landmarks``; one row per
-                                                utterance; video/text/landmarks are paths relative to <out>
+    <out>/<split>/<spk>/<uttid>.pose.npy        (T, 7) float32 mouth pose the renderer drew in each frame
+                                                (vallr_pin.synth.visemes.POSE_FIELDS): the frame targets of
+                                                the mini recipe's auxiliary frontend loss
+    <out>/<split>/<spk>/<uttid>.visemes.npy     (T,) int64 viseme label per frame (0 silence, k = key k-1 of
+                                                vallr_pin.synth.visemes.viseme_key_table()): the renderer's
+                                                alignment, for the auxiliary frame classification loss
+    <out>/<split>.csv                           header ``uttid,spk,video,text,landmarks,pose,visemes``; one row per
+                                                utterance; file columns are paths relative to <out>
     <out>/speakers.csv                          ``spk,split`` for every speaker
     <out>/lm_text.txt                           with ``--lm-text``: text an LLM may pre-train on (below)
     <out>/ATTRIBUTION.txt                       where the sentences come from and their licence
@@ -104,6 +110,10 @@ def get_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--num-{split}-utts", type=int, default=None,
                        help=f"total {split} utterances, spread evenly over its speakers "
                             f"(overrides --utts-per-speaker for {split})")
+    p.add_argument("--generated-train-sentences", type=int, default=0,
+                   help="add this many new training sentences recombined from the words of the training "
+                        "sentences (word-bigram walks; vallr_pin/synth/sentence_mix.py), so that the training "
+                        "split has more distinct sentences than the source; dev/test are unaffected (default: 0)")
     p.add_argument("--min-chars", type=int, default=2, help="drop sentences with fewer Hanzi (default: 2)")
     p.add_argument("--max-chars", type=int, default=20, help="drop sentences with more Hanzi (default: 20)")
     p.add_argument("--size", type=int, default=160, help="frame side in pixels, square frames (default: 160)")
@@ -131,6 +141,13 @@ def load_hsk_sentences(max_level: Optional[int] = None) -> List[str]:
                          "(pip install hsk-sentences-audio==1.0.0), or use --sentences-file") from e
     return [r["chinese"] for r in hsk_sentences_audio.load_sentences()
             if max_level is None or int(r["hsk_level"]) <= max_level]
+
+
+def load_hsk_words() -> Dict[str, List[str]]:
+    """sentence -> its words, as hsk-sentences-audio segments them (``tokens[].word``)."""
+    import hsk_sentences_audio
+
+    return {r["chinese"]: [t["word"] for t in r.get("tokens") or []] for r in hsk_sentences_audio.load_sentences()}
 
 
 def load_sentence_file(path: Path) -> List[str]:
@@ -169,13 +186,20 @@ def filter_sentences(sentences: Sequence[str], min_chars: int, max_chars: int) -
     return out, dropped
 
 
-def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[str, int], seed: int) -> List[Job]:
+def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[str, int], seed: int,
+                generated: int = 0, words_of: Optional[Dict[str, Sequence[str]]] = None, min_chars: int = 2,
+                max_chars: int = 20) -> List[Job]:
     """Assign speakers and sentences to splits (both disjoint across splits) and list the utterances.
 
     ``n_spk[split]`` speakers share ``n_utts[split]`` utterances evenly (the first speakers get one more when it
     does not divide). dev and test take ``min(n_utts, 10%)`` distinct sentences each from a seeded shuffle,
     train the rest; within a split the pool is cycled, so sentences repeat only when a split has more
-    utterances than sentences."""
+    utterances than sentences.
+
+    ``generated > 0`` adds that many sentences recombined from the words of the train pool
+    (:func:`vallr_pin.synth.sentence_mix.recombine_sentences`; ``words_of`` maps a sentence to its words, else
+    its characters are the words) to the train pool only, shuffled in with the real ones; the dev/test pools
+    are the same as without them, and no generated sentence is a near copy of one of theirs."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1301]))
     order = [sentences[i] for i in rng.permutation(len(sentences))]
     n = len(order)
@@ -187,6 +211,18 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
             pools[split] = order[start:start + k]
             start += k
     pools["train"] = order[start:]
+    if generated > 0:
+        from vallr_pin.synth.sentence_mix import recombine_sentences
+
+        words_of = words_of or {}
+        extra = recombine_sentences(
+            [words_of.get(s) or list(s) for s in pools["train"]], generated,
+            np.random.default_rng(np.random.SeedSequence([int(seed), 1303])), min_chars=max(min_chars, 2),
+            max_chars=max_chars, held_out=pools.get("dev", []) + pools.get("test", []), existing=sentences)
+        if len(extra) < generated:
+            logging.warning("only %d of %d generated training sentences could be made", len(extra), generated)
+        mixed = pools["train"] + extra
+        pools["train"] = [mixed[i] for i in rng.permutation(len(mixed))]
     for split in SPLITS:
         if n_utts[split] > 0 and not pools.get(split):
             raise SystemExit(f"not enough sentences ({n}) for disjoint train/dev/test pools; give more sentences "
@@ -233,11 +269,12 @@ def lm_text_sentences(candidates: Sequence[str], held_out: Sequence[str], min_ov
 def _paths(out: Path, job: Job) -> Dict[str, Path]:
     d = out / job.split / job.spk
     return {"video": d / f"{job.uttid}.mp4", "text": d / f"{job.uttid}.txt",
-            "landmarks": d / f"{job.uttid}.landmarks.npy"}
+            "landmarks": d / f"{job.uttid}.landmarks.npy", "pose": d / f"{job.uttid}.pose.npy",
+            "visemes": d / f"{job.uttid}.visemes.npy"}
 
 
 def is_complete(out: Path, job: Job) -> bool:
-    """All three files exist, and the transcript is this job's (a re-plan with other options redoes it)."""
+    """All its files exist, and the transcript is this job's (a re-plan with other options redoes it)."""
     p = _paths(out, job)
     if not all(q.exists() and q.stat().st_size > 0 for q in p.values()):
         return False
@@ -258,6 +295,7 @@ def render_job(job: Job) -> Tuple[str, int]:
     """Render and write one utterance; returns (uttid, number of frames)."""
     from vallr_pin.synth.render import render_text, write_landmarks, write_mp4
     from vallr_pin.synth.speakers import sample_speaker
+    from vallr_pin.synth.visemes import frame_viseme_labels
 
     out, seed, size = _WORKER["out"], int(_WORKER["seed"]), int(_WORKER["size"])
     spk = sample_speaker(seed, job.spk_index, job.spk)
@@ -267,6 +305,10 @@ def render_job(job: Job) -> Tuple[str, int]:
         raise RuntimeError(f"utterance {job.uttid} ('{job.text}'): {e}") from e
     p = _paths(out, job)
     write_landmarks(p["landmarks"], r.landmarks)
+    with atomic_open(p["pose"], "wb") as f:
+        np.save(f, np.asarray(r.poses, np.float32))
+    with atomic_open(p["visemes"], "wb") as f:
+        np.save(f, frame_viseme_labels(r.units, r.timing)[: len(r.frames)])
     write_mp4(p["video"], r.frames)
     with atomic_open(p["text"]) as f:  # last: its presence with the right sentence marks the utt complete
         f.write(job.text + "\n")
@@ -280,10 +322,11 @@ def write_lists(out: Path, jobs: Sequence[Job]) -> None:
             continue
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["uttid", "spk", "video", "text", "landmarks"])
+        w.writerow(["uttid", "spk", "video", "text", "landmarks", "pose", "visemes"])
         for j in rows:
             p = _paths(out, j)
-            w.writerow([j.uttid, j.spk] + [p[k].relative_to(out).as_posix() for k in ("video", "text", "landmarks")])
+            w.writerow([j.uttid, j.spk] + [p[k].relative_to(out).as_posix()
+                                           for k in ("video", "text", "landmarks", "pose", "visemes")])
         with atomic_open(out / f"{split}.csv") as f:
             f.write(buf.getvalue())
     spk_rows = sorted({(j.spk, j.split) for j in jobs})
@@ -326,7 +369,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     n_spk = {"train": args.num_train_speakers, "dev": args.num_dev_speakers, "test": args.num_test_speakers}
     n_utts = {s: (getattr(args, f"num_{s}_utts") if getattr(args, f"num_{s}_utts") is not None
                   else n_spk[s] * args.utts_per_speaker) for s in SPLITS}
-    jobs = plan_corpus(sentences, n_spk, n_utts, args.seed)
+    jobs = plan_corpus(sentences, n_spk, n_utts, args.seed, generated=args.generated_train_sentences,
+                       words_of=load_hsk_words() if args.sentences_from == "hsk" and args.generated_train_sentences
+                       else None, min_chars=args.min_chars, max_chars=args.max_chars)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.lm_text or args.lm_text_only:
         write_lm_text(args, raw, jobs)

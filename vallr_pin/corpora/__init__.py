@@ -39,6 +39,10 @@ class Utterance:
     text: raw transcript (one line, Hanzi as released; not normalised).
     landmarks: optional absolute path of a ``(T, 5, 2)`` float32 ``.npy`` of face landmarks shipped with the
         corpus (written to ``landmarks.scp``; stage 1 then uses them instead of a detector).
+    frame_targets: optional absolute path of a ``(T, D)`` float32 ``.npy`` of per-frame training targets
+        (written to ``pose.scp``; the synthetic corpus' renderer poses, for ``model_conf.frame_target_weight``).
+    frame_labels: optional absolute path of a ``(T,)`` int64 ``.npy`` of per-frame class labels (written to
+        ``visemes.scp``; the synthetic corpus' viseme alignment, for ``model_conf.frame_label_weight``).
     """
 
     utt: str
@@ -46,6 +50,8 @@ class Utterance:
     video: str
     text: str
     landmarks: Optional[str] = None
+    frame_targets: Optional[str] = None
+    frame_labels: Optional[str] = None
 
 
 def make_utt_id(spk: str, original_id: str) -> str:
@@ -116,18 +122,33 @@ def write_utterances(data_dir: PathLike, utts: Iterable[Utterance]) -> int:
         raise CorpusError(f"{data_dir}: no utterances to write; check the corpus root and lists")
     # A fresh stage 0 invalidates stage 2's memory of the original transcripts (text.orig, empty_text):
     # without this, prepare_text could take a re-written raw text for its own earlier output.
-    for stale in ("text.orig", "empty_text"):
+    for stale in ("text.orig", "empty_text", "pose.scp", "visemes.scp"):  # frame files: rewritten below if any
         Path(data_dir, stale).unlink(missing_ok=True)
     with_landmarks = [u for u in utts if u.landmarks]
     if with_landmarks and len(with_landmarks) != len(utts):
         raise CorpusError(f"{data_dir}: {len(utts) - len(with_landmarks)} utterances have no landmarks file while "
                           "others do; landmarks.scp must cover every utterance or none")
+    with_targets = [u for u in utts if u.frame_targets]
+    if with_targets and len(with_targets) != len(utts):
+        raise CorpusError(f"{data_dir}: {len(utts) - len(with_targets)} utterances have no frame-target file while "
+                          "others do; pose.scp must cover every utterance or none")
+    extra = {}
+    if with_landmarks:
+        extra["landmarks.scp"] = {u.utt: u.landmarks for u in utts}
+    if with_targets:
+        extra["pose.scp"] = {u.utt: u.frame_targets for u in utts}
+    with_labels = [u for u in utts if u.frame_labels]
+    if with_labels and len(with_labels) != len(utts):
+        raise CorpusError(f"{data_dir}: {len(utts) - len(with_labels)} utterances have no frame-label file while "
+                          "others do; visemes.scp must cover every utterance or none")
+    if with_labels:
+        extra["visemes.scp"] = {u.utt: u.frame_labels for u in utts}
     write_data_dir(
         data_dir,
         video={u.utt: u.video for u in utts},
         text={u.utt: u.text for u in utts},
         utt2spk={u.utt: u.spk for u in utts},
-        extra={"landmarks.scp": {u.utt: u.landmarks for u in utts}} if with_landmarks else None,
+        extra=extra or None,
     )
     logging.info("wrote %s: %d utterances, %d speakers", data_dir, len(utts), len({u.spk for u in utts}))
     return len(utts)

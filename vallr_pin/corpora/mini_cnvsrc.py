@@ -6,6 +6,8 @@
     <root>/<split>/<spk>/<uttid>.mp4       rendered lip video, 25 fps
     <root>/<split>/<spk>/<uttid>.txt       the sentence (UTF-8, punctuation as in the source text)
     <root>/<split>/<spk>/<uttid>.landmarks.npy   the renderer's known (T, 5, 2) landmarks
+    <root>/<split>/<spk>/<uttid>.pose.npy        the renderer's (T, 7) mouth pose per frame -> ``pose.scp``
+    <root>/<split>/<spk>/<uttid>.visemes.npy     the renderer's (T,) viseme label per frame -> ``visemes.scp``
 
 Utterance ids (``spk003_0012``) are already speaker-prefixed, so they are kept as they are. The transcript
 is read from the ``.txt`` file (the same reader as the real corpora), not the csv, so stage 0 reads what a
@@ -21,7 +23,7 @@ from typing import Dict, List
 from vallr_pin.corpora import CorpusError, Utterance, read_transcript, report_missing
 
 SPLITS = ("train", "dev", "test")
-_COLUMNS = ("uttid", "spk", "video", "text", "landmarks")
+_COLUMNS = ("uttid", "spk", "video", "text", "landmarks")  # and "pose" since the pose files exist
 
 
 def read_split(root: Path, split: str, use_landmarks: bool = True, allow_missing: bool = False) -> List[Utterance]:
@@ -40,14 +42,17 @@ def read_split(root: Path, split: str, use_landmarks: bool = True, allow_missing
         video = root / row["video"]
         txt = video.with_suffix(".txt")
         lm = root / row["landmarks"] if use_landmarks and row["landmarks"] else None
-        absent = [str(p) for p in (video, txt, lm) if p is not None and not p.is_file()]
+        pose = root / row["pose"] if row.get("pose") else None
+        vis = root / row["visemes"] if row.get("visemes") else None
+        absent = [str(p) for p in (video, txt, lm, pose, vis) if p is not None and not p.is_file()]
         if absent:
             missing.extend(absent)
             continue
         if not row["uttid"].startswith(row["spk"]):
             raise CorpusError(f"{listing}: utterance '{row['uttid']}' is not prefixed by its speaker '{row['spk']}'")
         utts.append(Utterance(utt=row["uttid"], spk=row["spk"], video=str(video), text=read_transcript(txt),
-                              landmarks=str(lm) if lm else None))
+                              landmarks=str(lm) if lm else None, frame_targets=str(pose) if pose else None,
+                              frame_labels=str(vis) if vis else None))
     report_missing(missing, f"files listed in {listing} are missing", allow_missing)
     return utts
 

@@ -49,6 +49,9 @@ class Conv3dResNetFrontend(AbsFrontend):
         activation: ``prelu`` (lip-reading convention) or ``relu``.
         temporal_stride: frame subsampling of the Conv3d stem (1 = none; 2 halves the frame rate).
         dropout: dropout on the per-frame feature before the projection.
+        stem_kernel: Conv3d kernel (time, height, width), odd sizes; (5, 7, 7) is the standard frontend. A tiny
+            CPU model on small ROIs may take (3, 5, 5): its stem then costs ~2x less per frame (measured with
+            forward + backward on one core: 0.079 -> 0.036 s for 16 x 62 frames of 32x32).
     """
 
     def __init__(
@@ -61,8 +64,13 @@ class Conv3dResNetFrontend(AbsFrontend):
         activation: str = "prelu",
         temporal_stride: int = 1,
         dropout: float = 0.0,
+        stem_kernel: Sequence[int] = (5, 7, 7),
     ):
         super().__init__()
+        stem_kernel = tuple(int(k) for k in stem_kernel)
+        if len(stem_kernel) != 3 or any(k < 1 or k % 2 == 0 for k in stem_kernel):
+            raise ValueError(f"frontend_conf.stem_kernel must be three odd sizes (time, height, width), got "
+                             f"{list(stem_kernel)}")
         if trunk not in _TRUNKS:
             raise ValueError(f"frontend_conf.trunk must be one of {sorted(_TRUNKS)}, got '{trunk}'")
         block, default_blocks = _TRUNKS[trunk]
@@ -78,8 +86,8 @@ class Conv3dResNetFrontend(AbsFrontend):
         self.temporal_stride = temporal_stride
 
         self.stem = nn.Sequential(
-            nn.Conv3d(1, stem_channels, kernel_size=(5, 7, 7), stride=(temporal_stride, 2, 2),
-                      padding=(2, 3, 3), bias=False),
+            nn.Conv3d(1, stem_channels, kernel_size=stem_kernel, stride=(temporal_stride, 2, 2),
+                      padding=tuple(k // 2 for k in stem_kernel), bias=False),
             nn.BatchNorm3d(stem_channels),
             _activation(activation, stem_channels),
             nn.MaxPool3d(kernel_size=(1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
@@ -108,7 +116,7 @@ class Conv3dResNetFrontend(AbsFrontend):
         return self._output_size
 
     def output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
-        """Frames after the stem: ``floor((T + 2*2 - 5) / s) + 1`` (= T when ``temporal_stride == 1``)."""
+        """Frames after the stem: ``floor((T + 2*(k//2) - k) / s) + 1`` (= T when ``temporal_stride == 1``)."""
         return torch.div(input_lengths - 1, self.temporal_stride, rounding_mode="floor") + 1
 
     def forward(self, input: torch.Tensor, input_lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -303,3 +303,31 @@ def trajectory(units: Sequence[Optional[Syllable]], timing: Timing, smooth_sigma
             ahead = np.concatenate([traj[shift:, j], np.repeat(traj[-1:, j], shift)])
             traj[:, j] = np.maximum(traj[:, j], 0.8 * ahead)
     return traj.astype(np.float32)
+
+
+def viseme_key_table() -> Tuple[Tuple[str, str], ...]:
+    """Every viseme key (initial viseme class, final) of the GB2312 syllable inventory, sorted: 150 keys.
+
+    Frame label ``k >= 1`` of :func:`frame_viseme_labels` is ``viseme_key_table()[k - 1]``; 0 is silence."""
+    from vallr_pin.scoring.error_analysis import viseme_key
+    from vallr_pin.text.pinyin import syllable_inventory
+
+    return tuple(sorted({viseme_key(s) for s in syllable_inventory()}))
+
+
+def frame_viseme_labels(units: Sequence[Optional[Syllable]], timing: Timing) -> np.ndarray:
+    """Per-frame viseme label (T,) int64 at the video rate, T = ``timing.num_frames``: which syllable's viseme
+    key (1 + its index in :func:`viseme_key_table`) the frame belongs to, 0 for lead-in, pauses and tail.
+
+    What a forced alignment would give on real audio-visual data; the mini recipe's auxiliary frame loss
+    (``model_conf.frame_label_weight``) trains on it."""
+    from vallr_pin.scoring.error_analysis import viseme_key
+
+    index = {k: i + 1 for i, k in enumerate(viseme_key_table())}
+    labels = np.zeros(timing.num_frames, dtype=np.int64)
+    t = float(timing.lead_in)
+    for u, d in zip(units, timing.durations):
+        if u is not None:
+            labels[int(round(t)):int(round(t + d))] = index[viseme_key(u.pinyin)]
+        t += d
+    return labels

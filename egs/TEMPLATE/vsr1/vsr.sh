@@ -64,6 +64,12 @@ char_tag=char            # the char-only baseline (a = 1); empty to skip it
 char_config=conf/train_vsr_char.yaml
 train_args=              # extra options for vallr_pin.bin.vsr_train
 train_in_parallel=false  # true: train the dual model and the char-only baseline at the same time (CPU cores)
+frame_targets=           # e.g. pose.scp: per-frame targets data/<set>/<file> (float32 (T, D) .npy) fed to training as
+                         #   'frame_targets', for model_conf.frame_target_weight > 0 (the mini recipe's renderer
+                         #   poses; off in the paper's recipes)
+frame_labels=            # e.g. visemes.scp: per-frame class labels data/<set>/<file> (int64 (T,) .npy) fed to training
+                         #   as 'frame_labels', for model_conf.frame_label_weight > 0 (the mini recipe's renderer
+                         #   alignment; off in the paper's recipes)
 
 # Stages 5-6: decoding
 decode_config=conf/decode_vsr.yaml
@@ -71,6 +77,9 @@ inference_model=valid.acc_char.ave.pth  # checkpoint decoded in stage 5 (file un
 nbest_ckpts=             # stage 6: kept checkpoints to decode, e.g. "2epoch 10epoch 20epoch"
                          #   (default: all of exp/vsr_<tag>/ckpt_keep/, i.e. keep_epochs of the train config)
 nbest_sets="train dev"   # stage 6: sets decoded with them (dev: LLM validation data)
+nbest_train_subset=      # stage 6: decode only this many training utterances (a count, or a fraction like 0.2),
+                         #   speaker-stratified and deterministic (python -m vallr_pin.bin.subset_data_dir);
+                         #   empty: all of them. Stage 7 builds the LLM data from the same subset.
 inference_args=          # extra options for vallr_pin.bin.vsr_inference (stages 5 and 6)
 nbest_inference_args=    # extra options for stage 6 only, e.g. "--beam_size 5 --nbest 5" when the prompt shows 5
 
@@ -98,6 +107,7 @@ stats_dir=${expdir}/vsr_stats
 llm_exp=${expdir}/llm_${llm_tag}
 decode_tag=$(basename "${decode_config}" .yaml); decode_tag=${decode_tag#decode_}  # decode_<conf>_<ckpt>
 all_sets=$(echo "${train_set} ${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+nbest_train=${train_set}${nbest_train_subset:+_sub${nbest_train_subset}}  # the training set stages 6-7 use
 mkdir -p "${expdir}"
 timing=${expdir}/stage_times.txt
 
@@ -167,6 +177,9 @@ data_opts() {  # data_opts train|valid <set>
   echo "--$1_data_path_and_name_and_type ${d}/feats.scp,video,kaldi_ark" \
        "--$1_data_path_and_name_and_type ${d}/text,text,text" \
        "--$1_data_path_and_name_and_type ${d}/text_pinyin,text_pinyin,text"
+  # data/<set> lists every utterance; ESPnet reads only those of the shape file (the dump dir's)
+  [ -z "${frame_targets}" ] || echo "--$1_data_path_and_name_and_type data/$2/${frame_targets},frame_targets,npy"
+  [ -z "${frame_labels}" ] || echo "--$1_data_path_and_name_and_type data/$2/${frame_labels},frame_labels,npy"
 }
 token_opts="--token_list ${token_list_dir}/char/tokens.txt --pinyin_token_list ${token_list_dir}/pinyin/tokens.txt"
 
@@ -286,9 +299,14 @@ if run_stage 6 "N-best dumping on ${nbest_sets} from the kept checkpoints"; then
   ckpts=$(kept_ckpts)
   [ -n "${ckpts}" ] || { log "Error: no checkpoints in ${vsr_exp}/ckpt_keep (keep_epochs in ${vsr_config}); run stage 4"; exit 1; }
   log "  checkpoints: ${ckpts}"
+  if [ -n "${nbest_train_subset}" ]; then
+    ${python} -m vallr_pin.bin.subset_data_dir --src "${dumpdir}/roi/${train_set}" \
+      --dst "${dumpdir}/roi/${nbest_train}" --size "${nbest_train_subset}"
+  fi
   for ckpt in ${ckpts}; do
     [ -f "${vsr_exp}/ckpt_keep/${ckpt}.pth" ] || { log "Error: ${vsr_exp}/ckpt_keep/${ckpt}.pth missing"; exit 1; }
     for dset in ${nbest_sets}; do
+      [ "${dset}" = "${train_set}" ] && dset=${nbest_train}
       dir=${vsr_exp}/decode_${decode_tag}_${ckpt}/${dset}
       queue_decode "${vsr_exp}" "${vsr_exp}/ckpt_keep/${ckpt}.pth" "${dset}" "${dir}" "${nbest_inference_args}"
     done
@@ -300,7 +318,7 @@ fi
 if run_stage 7 "LLM instruction data -> ${expdir}/llm_data"; then
   train_nbest=""; dev_nbest=""
   for ckpt in $(kept_ckpts); do
-    train_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${train_set}/nbest.jsonl"
+    train_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${nbest_train}/nbest.jsonl"
     dev_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${valid_set}/nbest.jsonl"
   done
   # shellcheck disable=SC2086
@@ -359,12 +377,27 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     --system "dual decoder (stage I)=${vsr_exp}/${decode_dir}/{set}/score_cer"
     --system "dual + zero-shot LLM=${llm_exp}/refine_zeroshot/{set}/score_cer"
     --system "dual + fine-tuned LLM=${llm_exp}/refine_finetuned/{set}/score_cer"
+    --ordering "char-only (stage I) > dual decoder (stage I)"
+    --ordering "dual decoder (stage I) > dual + fine-tuned LLM"
+    --ordering "dual + zero-shot LLM >= dual + fine-tuned LLM"
     --meta "VSR model: ${vsr_config} (${vsr_exp}/${inference_model}); decoding: ${decode_config}"
     --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)")
   [ -n "${paper_results}" ] && results_opts+=(--paper-ref "${paper_results}")
   end_stage 9
   results_opts+=(--meta "time per stage (s, latest run): $(awk '{printf "%s%s=%s", sep, $2, $3; sep=", "}' "${timing}")")
   ${python} -m vallr_pin.bin.show_results "${results_opts[@]}" > /dev/null
+  # Pictures beside RESULTS.md: ESPnet's training curves (use_matplotlib: true) and the viseme confusions of
+  # the error analysis, so the figures a reader sees are the ones of this run.
+  mkdir -p figures
+  for mexp in ${vsr_exp} ${char_tag:+${char_exp}}; do
+    for f in loss acc_char cer_ctc_char acc_pinyin cer_ctc_pinyin; do
+      [ -f "${mexp}/images/${f}.png" ] && cp "${mexp}/images/${f}.png" "figures/train_$(basename "${mexp}")_${f}.png"
+    done
+    for dset in ${test_sets}; do
+      f=${mexp}/${decode_dir}/${dset}/score_cer/viseme_confusion.png
+      [ -f "${f}" ] && cp "${f}" "figures/viseme_confusion_$(basename "${mexp}")_${dset}.png"
+    done
+  done
   cat RESULTS.md
 fi
 log "Finished stages ${stage}-${stop_stage} [elapsed=${SECONDS}s]"

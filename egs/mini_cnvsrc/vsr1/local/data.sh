@@ -18,11 +18,14 @@ num_train_speakers=48
 num_dev_speakers=6
 num_test_speakers=6
 utts_per_speaker=25
+num_train_utts=4800       # total training utterances (empty: num_train_speakers x utts_per_speaker)
+generated_train_sentences=3600  # extra training sentences recombined from the training sentences' words
+                          #   (render_corpus --help); dev/test stay real, unseen sentences
 max_chars=16              # longest sentence rendered (characters)
 hsk_max_level=3           # sentences of HSK 3.0 levels 1-3 (1,545 sentences, ~900 characters)
 size=160                  # rendered frame side (pixels)
 seed=2026
-render_nj=2
+render_nj=$(nproc 2>/dev/null || echo 2)  # videos do not depend on it
 use_landmarks=true        # false: no landmarks.scp, stage 1 runs mediapipe FaceMesh on the drawn faces
 llm_opts=                 # extra options for vallr_pin.bin.make_tiny_llm
 llm_train_text=false      # true: the tiny LLM also pre-trains on the training transcripts (see above)
@@ -38,7 +41,9 @@ python=python3
 render_args=(--out "${MINI_CNVSRC}" --sentences-from hsk
   --num-train-speakers "${num_train_speakers}" --num-dev-speakers "${num_dev_speakers}"
   --num-test-speakers "${num_test_speakers}" --utts-per-speaker "${utts_per_speaker}"
-  --max-chars "${max_chars}" --hsk-max-level "${hsk_max_level}" --size "${size}" --seed "${seed}")
+  --max-chars "${max_chars}" --hsk-max-level "${hsk_max_level}" --size "${size}" --seed "${seed}"
+  --generated-train-sentences "${generated_train_sentences}")
+[ -n "${num_train_utts}" ] && render_args+=(--num-train-utts "${num_train_utts}")
 [ "${llm_train_text}" = true ] && render_args+=(--lm-text-with-train)
 
 # The LLM is rebuilt whenever its text or its options change: one built from another split could have seen

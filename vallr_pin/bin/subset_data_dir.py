@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Copy a deterministic, speaker-stratified subset of a Kaldi data/dump directory (like Kaldi's
+utils/subset_data_dir.sh, with the subset spread over speakers in proportion to their utterances).
+
+Every ``<utt> ...`` list of --src that the stages read (feats.scp, text, text_pinyin, utt2spk, utt2num_frames,
+feats_shape, video.scp, landmarks.scp, failed) is filtered to the chosen utterances and written to --dst
+(spk2utt rebuilt), atomically. Used by stage 6 to dump N-best on part of a large training set
+(vsr.sh --nbest_train_subset).
+
+    python -m vallr_pin.bin.subset_data_dir --src dump/roi/train --dst dump/roi/train_sub3000 --size 3000
+    python -m vallr_pin.bin.subset_data_dir --src dump/roi/train --dst dump/roi/train_sub10pc --size 0.1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from vallr_pin.datadir import read_kv, speaker_stratified_subset, utt2spk_to_spk2utt, write_kv
+
+LISTS = ("feats.scp", "text", "text_pinyin", "utt2spk", "utt2num_frames", "feats_shape", "video.scp",
+         "landmarks.scp", "pose.scp", "failed")
+
+
+def size_arg(value: str):
+    """'3000' -> 3000 (a count); '0.1' -> 0.1 (a fraction)."""
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be a count (3000) or a fraction (0.1), got '{value}'")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--src", type=Path, required=True, help="data or dump directory with utt2spk")
+    p.add_argument("--dst", type=Path, required=True, help="output directory (its lists are replaced)")
+    p.add_argument("--size", type=size_arg, required=True, help="utterances to keep: a count or a fraction")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    try:
+        if not (args.src / "utt2spk").is_file():
+            raise ValueError(f"{args.src}/utt2spk: missing; --src must be a Kaldi data or dump directory")
+        utt2spk = read_kv(args.src / "utt2spk")
+        if (args.src / "feats.scp").is_file():  # only utterances that have features can be decoded
+            feats = read_kv(args.src / "feats.scp")
+            utt2spk = {u: s for u, s in utt2spk.items() if u in feats}
+        keep = set(speaker_stratified_subset(utt2spk, args.size))
+        for name in LISTS:
+            if (args.src / name).is_file():
+                write_kv(args.dst / name, {k: v for k, v in read_kv(args.src / name).items() if k in keep})
+        write_kv(args.dst / "spk2utt", utt2spk_to_spk2utt({u: utt2spk[u] for u in keep}))
+    except ValueError as e:
+        if args.log_level == "DEBUG":
+            raise
+        logging.error("%s", e)
+        sys.exit(1)
+    logging.info("wrote %s: %d of %d utterances, %d speakers", args.dst, len(keep), len(utt2spk),
+                 len({utt2spk[u] for u in keep}))
+
+
+if __name__ == "__main__":
+    main()
