@@ -187,6 +187,9 @@ def test_frame_target_loss_is_added_and_trains_the_frontend(tmp_path):
     assert model.frontend.stem[0].weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="frame_targets"):
         model(video, vlen, text, tlen, py, tlen)  # the weight is on but the batch has no targets
+    with pytest.raises(ValueError, match="frame rate"):  # e.g. targets at half the video's frame rate
+        model(video, vlen, text, tlen, py, tlen, frame_targets=targets[:, :6],
+              frame_targets_lengths=torch.tensor([6, 5]))
     # off (the paper's model): no head, no targets needed
     plain = VSRTask.build_model(_args(tmp_path, "train_vsr_dual_tiny.yaml")).eval()
     assert plain.frame_target_head is None and "loss_frame" not in plain(video, vlen, text, tlen, py, tlen)[1]

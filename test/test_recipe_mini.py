@@ -144,6 +144,8 @@ def owner_stage(rel: str) -> int:
             return 2  # stage 2 normalises data/<set>/text in place (stage 0's transcript kept as text.orig)
         return 0
     if parts[0] == "dump":
+        if parts[2].startswith("train_sub"):
+            return 6  # stage 6's subset of the training set (--nbest_train_subset)
         return 2 if parts[-1] in ("text", "text_pinyin", "utt2spk", "spk2utt") else 1
     if parts[0] == "RESULTS.md":
         return 9

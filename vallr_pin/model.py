@@ -93,10 +93,10 @@ class DualDecoderVSRModel(AbsESPnetModel):
         length_normalized_loss: CE normalised per token instead of per utterance.
         report_cer: add CTC-greedy CER of each branch to validation stats.
         frame_target_weight: weight of the auxiliary frame-target regression (0 = off, the paper's model).
-        frame_target_dim: values per frame of the ``frame_targets`` data (e.g. 7 renderer pose fields); 0 = no
-            head. Needs ``frame_targets`` (B, T, D) float in the training batches when the weight is > 0.
+        frame_target_dim: values per frame of the ``frame_targets`` data (e.g. 7 renderer pose fields); the head
+            exists only when the weight is > 0 (no unused parameters under DDP). Needs ``frame_targets`` (B, T, D) float in the training batches when the weight is > 0.
         frame_label_weight: weight of the auxiliary per-frame classification of the encoder output (0 = off).
-        frame_label_classes: number of frame label classes (labels 0..classes-1; -1 = padding); 0 = no head.
+        frame_label_classes: number of frame label classes (labels 0..classes-1; -1 = padding).
             Needs ``frame_labels`` (B, T) int in the training batches when the weight is > 0.
     """
 
@@ -166,10 +166,10 @@ class DualDecoderVSRModel(AbsESPnetModel):
         self.pinyin_ctc = pinyin_ctc
         # After the frontend, before the encoder: the auxiliary target is about what one frame shows.
         self.frame_target_head = (
-            torch.nn.Linear(frontend.output_size(), frame_target_dim) if frame_target_dim > 0 else None
+            torch.nn.Linear(frontend.output_size(), frame_target_dim) if frame_target_weight > 0 else None
         )
         self.frame_label_head = (
-            torch.nn.Linear(encoder.output_size(), frame_label_classes) if frame_label_classes > 0 else None
+            torch.nn.Linear(encoder.output_size(), frame_label_classes) if frame_label_weight > 0 else None
         )
         self._char = _Branch(token_list, decoder, ctc, lsm_weight, length_normalized_loss, ignore_id, report_cer)
         self._pinyin = (
@@ -229,22 +229,14 @@ class DualDecoderVSRModel(AbsESPnetModel):
         else:
             loss = loss_char
         if self.frame_target_weight > 0:
-            if kwargs.get("frame_targets") is None:
-                raise ValueError(
-                    f"model_conf.frame_target_weight={self.frame_target_weight} needs 'frame_targets' in every "
-                    "batch: add '<data>/pose.scp,frame_targets,npy' to the data options (vsr.sh --frame_targets)"
-                )
-            loss_frame = self._frame_target_loss(feats, feats_lengths, kwargs["frame_targets"],
-                                                 kwargs["frame_targets_lengths"])
+            targets, target_lens = self._frame_data(kwargs, "frame_targets", "frame_target_weight", "pose.scp",
+                                                    feats_lengths)
+            loss_frame = self._frame_target_loss(feats, feats_lengths, targets, target_lens)
             loss = loss + self.frame_target_weight * loss_frame
             stats["loss_frame"] = loss_frame.detach()
         if self.frame_label_weight > 0:
-            if kwargs.get("frame_labels") is None:
-                raise ValueError(
-                    f"model_conf.frame_label_weight={self.frame_label_weight} needs 'frame_labels' in every "
-                    "batch: add '<data>/visemes.scp,frame_labels,npy' to the data options (vsr.sh --frame_labels)"
-                )
-            loss_lab, acc_lab = self._frame_label_loss(enc, kwargs["frame_labels"])
+            labels, _ = self._frame_data(kwargs, "frame_labels", "frame_label_weight", "visemes.scp", enc_lens)
+            loss_lab, acc_lab = self._frame_label_loss(enc, enc_lens, labels)
             loss = loss + self.frame_label_weight * loss_lab
             stats.update(loss_frame_label=loss_lab.detach(), acc_frame_label=acc_lab)
         stats["loss"] = loss.detach()
@@ -262,16 +254,39 @@ class DualDecoderVSRModel(AbsESPnetModel):
         err = ((pred - targets[:, :t].to(pred.dtype)) ** 2) * mask
         return err.sum() / feats.size(0)
 
-    def _frame_label_loss(self, enc: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, float]:
-        """Cross-entropy summed over labelled frames, averaged over utterances, and frame accuracy:
-        enc (B, T, D), labels (B, T') int with -1 for padding."""
+    def _frame_data(self, batch: Dict[str, torch.Tensor], name: str, weight_key: str, example: str,
+                    model_lengths: torch.Tensor, tolerance: int = 2) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``batch[name]`` and its lengths, which must be there and at the model's frame rate: a frontend with
+        temporal_stride > 1 (or a subsampling encoder) would silently pair frame i with target i instead of 2i."""
+        if batch.get(name) is None:
+            flag = "--" + name
+            raise ValueError(
+                f"model_conf.{weight_key}={getattr(self, weight_key)} needs '{name}' in every batch: add "
+                f"'<data>/{example},{name},npy' to the data options (vsr.sh {flag} {example})"
+            )
+        data_lengths = batch[name + "_lengths"]
+        diff = (model_lengths.cpu() - data_lengths.cpu()).abs()
+        if int(diff.max()) > tolerance:
+            raise ValueError(
+                f"{name} has {data_lengths.tolist()} frames but the model gives {model_lengths.tolist()}: per-frame "
+                "data must be at the model's frame rate (no temporal_stride / subsampling with frame losses)"
+            )
+        return batch[name], data_lengths
+
+    def _frame_label_loss(self, enc: torch.Tensor, enc_lens: torch.Tensor, labels: torch.Tensor
+                          ) -> Tuple[torch.Tensor, Optional[float]]:
+        """Cross-entropy summed over labelled frames, averaged over utterances, and frame accuracy (None when no
+        frame is labelled): enc (B, T, D), labels (B, T') int with -1 for padding; frames past an utterance's
+        encoder length are not scored."""
         t = min(enc.size(1), labels.size(1))
         logits = self.frame_label_head(enc[:, :t])
         lab = labels[:, :t].to(enc.device).long()
+        beyond = torch.arange(t, device=enc.device)[None, :] >= enc_lens.to(enc.device)[:, None]
+        lab = lab.masked_fill(beyond, -1)
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), lab.reshape(-1),
                                                  ignore_index=-1, reduction="sum") / enc.size(0)
         valid = lab >= 0
-        acc = float((logits.argmax(-1)[valid] == lab[valid]).float().mean()) if valid.any() else 0.0
+        acc = float((logits.argmax(-1)[valid] == lab[valid]).float().mean()) if valid.any() else None
         return loss, acc
 
     def collect_feats(self, video: torch.Tensor, video_lengths: torch.Tensor, **kwargs) -> Dict[str, torch.Tensor]:

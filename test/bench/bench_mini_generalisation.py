@@ -106,7 +106,8 @@ def main(argv=None):
                             "--ref_text", str(d / "text"), "--output_dir", str(d / "dec"), "--log_level", "WARNING"],
                            check=True, env=env, capture_output=True)
             results[name] = _score(d / "dec" / "nbest.jsonl")
-    late = sorted(Path(args.exp).glob("decode_*_*epoch/train/nbest.jsonl"),
+    # stage 6 decodes the training set, or its --nbest_train_subset (train_sub<N>)
+    late = sorted(Path(args.exp).glob("decode_*_*epoch/train*/nbest.jsonl"),
                   key=lambda q: int(q.parts[-3].rsplit("_", 1)[1][: -len("epoch")]))
     if late:
         results[f"seen speakers, seen sentences ({late[-1].parts[-3]}, train set)"] = _score(late[-1])

@@ -40,7 +40,7 @@ def frame_labels(uttid: str, text: str, seed: int):
     from vallr_pin.scoring.error_analysis import viseme_key
     from vallr_pin.synth.render import utterance_rngs
     from vallr_pin.synth.speakers import sample_session, sample_speaker
-    from vallr_pin.synth.visemes import sample_timing, text_to_syllables, trajectory
+    from vallr_pin.synth.visemes import sample_timing, syllable_spans, text_to_syllables, trajectory
 
     spk_name = uttid.split("_")[0]
     spk = sample_speaker(seed, int(spk_name[3:]), spk_name)
@@ -49,12 +49,7 @@ def frame_labels(uttid: str, text: str, seed: int):
     units = text_to_syllables(text)
     timing = sample_timing(units, r_time, ses.rate)
     poses = trajectory(units, timing)
-    spans, t = [], float(timing.lead_in)
-    for u, d in zip(units, timing.durations):
-        if u is not None:
-            spans.append((int(round(t)), max(int(round(t + d)), int(round(t)) + 1), viseme_key(u.pinyin)))
-        t += d
-    return poses, spans
+    return poses, [(s, e, viseme_key(u.pinyin)) for s, e, u in syllable_spans(units, timing)]
 
 
 def load_set(recipe: Path, dset: str, seed: int, limit: int):

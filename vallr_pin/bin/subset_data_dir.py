@@ -24,6 +24,13 @@ LISTS = ("feats.scp", "text", "text_pinyin", "utt2spk", "utt2num_frames", "feats
          "landmarks.scp", "pose.scp", "failed")
 
 
+def _write_if_changed(path: Path, items: dict) -> None:
+    """A re-run that picks the same subset leaves the files as they are (mtimes too: make-style checks hold)."""
+    if path.is_file() and read_kv(path) == dict(items) and list(read_kv(path)) == sorted(items):
+        return
+    write_kv(path, items)
+
+
 def size_arg(value: str):
     """'3000' -> 3000 (a count); '0.1' -> 0.1 (a fraction)."""
     try:
@@ -55,8 +62,8 @@ def main(argv=None) -> None:
         keep = set(speaker_stratified_subset(utt2spk, args.size))
         for name in LISTS:
             if (args.src / name).is_file():
-                write_kv(args.dst / name, {k: v for k, v in read_kv(args.src / name).items() if k in keep})
-        write_kv(args.dst / "spk2utt", utt2spk_to_spk2utt({u: utt2spk[u] for u in keep}))
+                _write_if_changed(args.dst / name, {k: v for k, v in read_kv(args.src / name).items() if k in keep})
+        _write_if_changed(args.dst / "spk2utt", utt2spk_to_spk2utt({u: utt2spk[u] for u in keep}))
     except ValueError as e:
         if args.log_level == "DEBUG":
             raise

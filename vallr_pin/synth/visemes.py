@@ -315,6 +315,17 @@ def viseme_key_table() -> Tuple[Tuple[str, str], ...]:
     return tuple(sorted({viseme_key(s) for s in syllable_inventory()}))
 
 
+def syllable_spans(units: Sequence[Optional[Syllable]], timing: Timing) -> List[Tuple[int, int, Syllable]]:
+    """``(first frame, end frame, syllable)`` of every spoken syllable (pauses left out), end exclusive and at
+    least one frame after the start: where the renderer put each syllable."""
+    spans, t = [], float(timing.lead_in)
+    for u, d in zip(units, timing.durations):
+        if u is not None:
+            spans.append((int(round(t)), max(int(round(t + d)), int(round(t)) + 1), u))
+        t += d
+    return spans
+
+
 def frame_viseme_labels(units: Sequence[Optional[Syllable]], timing: Timing) -> np.ndarray:
     """Per-frame viseme label (T,) int64 at the video rate, T = ``timing.num_frames``: which syllable's viseme
     key (1 + its index in :func:`viseme_key_table`) the frame belongs to, 0 for lead-in, pauses and tail.
@@ -325,9 +336,6 @@ def frame_viseme_labels(units: Sequence[Optional[Syllable]], timing: Timing) -> 
 
     index = {k: i + 1 for i, k in enumerate(viseme_key_table())}
     labels = np.zeros(timing.num_frames, dtype=np.int64)
-    t = float(timing.lead_in)
-    for u, d in zip(units, timing.durations):
-        if u is not None:
-            labels[int(round(t)):int(round(t + d))] = index[viseme_key(u.pinyin)]
-        t += d
+    for start, end, syl in syllable_spans(units, timing):
+        labels[start:end] = index[viseme_key(syl.pinyin)]
     return labels

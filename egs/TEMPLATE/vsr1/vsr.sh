@@ -183,7 +183,17 @@ data_opts() {  # data_opts train|valid <set>
 }
 token_opts="--token_list ${token_list_dir}/char/tokens.txt --pinyin_token_list ${token_list_dir}/pinyin/tokens.txt"
 
+check_frame_files() {  # the per-frame training data named by --frame_targets / --frame_labels must exist
+  local f dset
+  for f in ${frame_targets} ${frame_labels}; do
+    for dset in ${train_set} ${valid_set}; do
+      [ -f "data/${dset}/${f}" ] || { log "Error: data/${dset}/${f} missing (--frame_targets/--frame_labels): re-run stage 0, or drop the option and the frame losses of the train config"; exit 1; }
+    done
+  done
+}
+
 if run_stage 3 "ESPnet collect-stats -> ${stats_dir}"; then
+  check_frame_files
   mkdir -p "${stats_dir}/log"
   # In collect-stats mode ESPnet takes the key lists as shape files and writes the real shapes.
   # shellcheck disable=SC2046,SC2086
@@ -208,6 +218,7 @@ train_model() {  # train_model <exp dir> <config>
 }
 
 if run_stage 4 "train ${vsr_exp} (and ${char_tag:+${char_exp}})"; then
+  check_frame_files
   if [ "${train_in_parallel}" = true ] && [ -n "${char_tag}" ]; then
     train_model "${vsr_exp}" "${vsr_config}" & pid=$!
     train_model "${char_exp}" "${char_config}" || { kill "${pid}" 2>/dev/null; exit 1; }

@@ -5,7 +5,7 @@
 set -euo pipefail
 . ./db.sh
 
-nproc=$(nproc 2>/dev/null || echo 2)  # every core: jobs of stages 1, 5, 6 and 9 (results do not depend on it)
+nproc=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)  # every core: jobs of stages 1, 5, 6 and 9 (results do not depend on it)
 ./vsr.sh \
   --nj "${nproc}" --roi_size 32 --roi_opts "--mouth-width-frac 0.7" --train_in_parallel true --frame_targets pose.scp --frame_labels visemes.scp \
   --train_set train --valid_set dev --test_sets "dev test" \

@@ -25,7 +25,8 @@ max_chars=16              # longest sentence rendered (characters)
 hsk_max_level=3           # sentences of HSK 3.0 levels 1-3 (1,545 sentences, ~900 characters)
 size=160                  # rendered frame side (pixels)
 seed=2026
-render_nj=$(nproc 2>/dev/null || echo 2)  # videos do not depend on it
+# every core (nproc obeys OMP_NUM_THREADS, which path.sh sets to 1 for the jobs: ask without it)
+render_nj=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo 2)  # videos do not depend on it
 use_landmarks=true        # false: no landmarks.scp, stage 1 runs mediapipe FaceMesh on the drawn faces
 llm_opts=                 # extra options for vallr_pin.bin.make_tiny_llm
 llm_train_text=false      # true: the tiny LLM also pre-trains on the training transcripts (see above)
