@@ -38,17 +38,12 @@ FIELDS_SHOWN = ("open", "spread", "round", "protrude", "teeth", "tongue", "bite"
 def frame_labels(uttid: str, text: str, seed: int):
     """(poses (T, P) float32, syllable span list [(start, end, viseme key)]) as the renderer drew them."""
     from vallr_pin.scoring.error_analysis import viseme_key
-    from vallr_pin.synth.render import utterance_rngs
-    from vallr_pin.synth.speakers import sample_session, sample_speaker
-    from vallr_pin.synth.visemes import sample_timing, syllable_spans, text_to_syllables, trajectory
+    from vallr_pin.synth.render import plan_utterance
+    from vallr_pin.synth.speakers import sample_speaker
+    from vallr_pin.synth.visemes import syllable_spans
 
     spk_name = uttid.split("_")[0]
-    spk = sample_speaker(seed, int(spk_name[3:]), spk_name)
-    r_time, r_ses, _ = utterance_rngs(seed, uttid)
-    ses = sample_session(spk, r_ses)
-    units = text_to_syllables(text)
-    timing = sample_timing(units, r_time, ses.rate)
-    poses = trajectory(units, timing)
+    units, _, timing, poses, _ = plan_utterance(text, sample_speaker(seed, int(spk_name[3:]), spk_name), seed, uttid)
     return poses, [(s, e, viseme_key(u.pinyin)) for s, e, u in syllable_spans(units, timing)]
 
 
@@ -72,13 +67,13 @@ def load_set(recipe: Path, dset: str, seed: int, limit: int):
         roi = np.asarray(feats[utt])
         poses, spans = frame_labels(utt, raw[utt], seed)
         T = min(len(roi), len(poses))
-        out.append((utt, roi[:T], poses[:T], [s for s in spans if s[0] < T]))
+        out.append((utt, roi[:T], poses[:T], [s for s in spans if s[0] < T], len(roi) != len(poses)))
     return out
 
 
 def syllable_segments(data, side: int, ctx: int = 2, n: int = 8):
     xs, ys = [], []
-    for _, roi, _, spans in data:
+    for _, roi, _, spans, _ in data:
         T = len(roi)
         v = roi.reshape(T, side, side).astype(np.float32) / 255.0
         v = (v - v.mean()) / (v.std() + 1e-6)
@@ -145,14 +140,14 @@ def main(argv=None):
     tr = load_set(args.recipe, args.train_set, args.seed, args.limit)
     ev = load_set(args.recipe, args.eval_set, args.seed, args.limit)
     side = int(round(np.sqrt(tr[0][1].shape[1])))
-    mism = sum(abs(len(r) - len(po)) > 0 for _, r, po, _ in tr)
+    mism = sum(m for *_, m in tr + ev)  # stage 1 kept a different frame count than the renderer drew
     print(f"{len(tr)} {args.train_set} / {len(ev)} {args.eval_set} utterances, ROI {side}x{side}; "
           f"label/ROI length mismatches: {mism}")
 
     # frame probe: pose regression
     def frames(data):
-        x = np.concatenate([r for _, r, _, _ in data]).reshape(-1, 1, side, side).astype(np.float32) / 255.0
-        y = np.concatenate([po for _, _, po, _ in data]).astype(np.float32)
+        x = np.concatenate([r for _, r, _, _, _ in data]).reshape(-1, 1, side, side).astype(np.float32) / 255.0
+        y = np.concatenate([po for _, _, po, _, _ in data]).astype(np.float32)
         return torch.from_numpy((x - 0.42) / 0.17), torch.from_numpy(y)
 
     xf_tr, yf_tr = frames(tr)

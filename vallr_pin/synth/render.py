@@ -315,10 +315,12 @@ def utterance_rngs(seed: int, key: str) -> Tuple[np.random.Generator, np.random.
     return tuple(np.random.default_rng(s) for s in ss.spawn(3))  # type: ignore[return-value]
 
 
-def render_text(text: str, spk: Speaker, seed: int = 0, key: str = "", size: int = 160,
-                units: Optional[Sequence[Optional[Syllable]]] = None, ses: Optional[Session] = None) -> Rendered:
-    """Render ``text`` spoken by ``spk``. Same ``(seed, key)`` -> same timing, pose, lighting and noise, so two
-    sentences of equal length differ only where their visemes differ."""
+def plan_utterance(text: str, spk: Speaker, seed: int = 0, key: str = "",
+                   units: Optional[Sequence[Optional[Syllable]]] = None, ses: Optional[Session] = None
+                   ) -> Tuple[list, Session, Timing, np.ndarray, np.random.Generator]:
+    """Everything of utterance ``key`` but its pixels: (units, session, timing, pose trajectory (T, P), the
+    generator of the frames' noise and head motion). What :func:`render_text` draws, and what a tool that needs
+    the renderer's per-frame truth (an oracle probe) re-derives without rendering."""
     if units is None:
         units = text_to_syllables(text)
     if not any(u is not None for u in units):
@@ -327,9 +329,16 @@ def render_text(text: str, spk: Speaker, seed: int = 0, key: str = "", size: int
     if ses is None:
         ses = sample_session(spk, r_ses)
     timing = sample_timing(units, r_time, ses.rate)
-    poses = trajectory(units, timing)
+    return list(units), ses, timing, trajectory(units, timing), r_frame
+
+
+def render_text(text: str, spk: Speaker, seed: int = 0, key: str = "", size: int = 160,
+                units: Optional[Sequence[Optional[Syllable]]] = None, ses: Optional[Session] = None) -> Rendered:
+    """Render ``text`` spoken by ``spk``. Same ``(seed, key)`` -> same timing, pose, lighting and noise, so two
+    sentences of equal length differ only where their visemes differ."""
+    units, ses, timing, poses, r_frame = plan_utterance(text, spk, seed, key, units, ses)
     frames, lms = render_poses(poses, spk, ses, size, r_frame)
-    return Rendered(frames, lms, poses, timing, list(units))
+    return Rendered(frames, lms, poses, timing, units)
 
 
 def write_mp4(path: os.PathLike | str, frames: np.ndarray, fps: int = FPS) -> None:
