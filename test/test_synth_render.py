@@ -157,6 +157,13 @@ def test_render_corpus_splits_are_disjoint_and_rerun_is_idempotent(tmp_path):
         assert lm.ndim == 3 and lm.shape[1:] == (5, 2)
         pose = np.load(out / r["pose"])  # the frame targets: one pose per frame of the video
         assert pose.dtype == np.float32 and pose.shape == (len(lm), 7)
+        # the character alignment (splice augmentation): every Hanzi spoken, in order, where the labels say
+        align, labels = np.load(out / r["align"]), np.load(out / r["visemes"])
+        n_chars = len((out / r["text"]).read_text(encoding="utf-8").strip())
+        assert align.dtype == np.int64 and len(align) == len(lm)
+        assert np.array_equal(align >= 0, labels > 0)
+        spoken = align[align >= 0]
+        assert np.all(np.diff(spoken) >= 0) and sorted(set(spoken.tolist())) == list(range(n_chars))
     mtimes = {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")}
     main(argv)  # everything complete: nothing re-rendered
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mp4")} == mtimes

@@ -16,7 +16,9 @@ Layout written under ``--out`` (paths in the lists are relative to ``--out``)::
     <out>/<split>/<spk>/<uttid>.visemes.npy     (T,) int64 viseme label per frame (0 silence, k = key k-1 of
                                                 vallr_pin.synth.visemes.viseme_key_table()): the renderer's
                                                 alignment, for the auxiliary frame classification loss
-    <out>/<split>.csv                           header ``uttid,spk,video,text,landmarks,pose,visemes``; one row per
+    <out>/<split>/<spk>/<uttid>.align.npy       (T,) int64 index of the Hanzi spoken in each frame (-1 none):
+                                                where training may cut and splice utterances (--splice_prob)
+    <out>/<split>.csv                           header ``uttid,spk,video,text,landmarks,pose,visemes,align``; one row per
                                                 utterance; file columns are paths relative to <out>
     <out>/speakers.csv                          ``spk,split`` for every speaker
     <out>/lm_text.txt                           with ``--lm-text``: text an LLM may pre-train on (below)
@@ -270,7 +272,7 @@ def _paths(out: Path, job: Job) -> Dict[str, Path]:
     d = out / job.split / job.spk
     return {"video": d / f"{job.uttid}.mp4", "text": d / f"{job.uttid}.txt",
             "landmarks": d / f"{job.uttid}.landmarks.npy", "pose": d / f"{job.uttid}.pose.npy",
-            "visemes": d / f"{job.uttid}.visemes.npy"}
+            "visemes": d / f"{job.uttid}.visemes.npy", "align": d / f"{job.uttid}.align.npy"}
 
 
 def is_complete(out: Path, job: Job) -> bool:
@@ -295,7 +297,7 @@ def render_job(job: Job) -> Tuple[str, int]:
     """Render and write one utterance; returns (uttid, number of frames)."""
     from vallr_pin.synth.render import render_text, write_landmarks, write_mp4
     from vallr_pin.synth.speakers import sample_speaker
-    from vallr_pin.synth.visemes import frame_viseme_labels
+    from vallr_pin.synth.visemes import frame_syllable_index, frame_viseme_labels
 
     out, seed, size = _WORKER["out"], int(_WORKER["seed"]), int(_WORKER["size"])
     spk = sample_speaker(seed, job.spk_index, job.spk)
@@ -309,6 +311,8 @@ def render_job(job: Job) -> Tuple[str, int]:
         np.save(f, np.asarray(r.poses, np.float32))
     with atomic_open(p["visemes"], "wb") as f:
         np.save(f, frame_viseme_labels(r.units, r.timing)[: len(r.frames)])
+    with atomic_open(p["align"], "wb") as f:
+        np.save(f, frame_syllable_index(r.units, r.timing)[: len(r.frames)])
     write_mp4(p["video"], r.frames)
     with atomic_open(p["text"]) as f:  # last: its presence with the right sentence marks the utt complete
         f.write(job.text + "\n")
@@ -322,11 +326,11 @@ def write_lists(out: Path, jobs: Sequence[Job]) -> None:
             continue
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["uttid", "spk", "video", "text", "landmarks", "pose", "visemes"])
+        w.writerow(["uttid", "spk", "video", "text", "landmarks", "pose", "visemes", "align"])
         for j in rows:
             p = _paths(out, j)
             w.writerow([j.uttid, j.spk] + [p[k].relative_to(out).as_posix()
-                                           for k in ("video", "text", "landmarks", "pose", "visemes")])
+                                           for k in ("video", "text", "landmarks", "pose", "visemes", "align")])
         with atomic_open(out / f"{split}.csv") as f:
             f.write(buf.getvalue())
     spk_rows = sorted({(j.spk, j.split) for j in jobs})

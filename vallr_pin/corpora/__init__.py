@@ -43,6 +43,9 @@ class Utterance:
         (written to ``pose.scp``; the synthetic corpus' renderer poses, for ``model_conf.frame_target_weight``).
     frame_labels: optional absolute path of a ``(T,)`` int64 ``.npy`` of per-frame class labels (written to
         ``visemes.scp``; the synthetic corpus' viseme alignment, for ``model_conf.frame_label_weight``).
+    frame_align: optional absolute path of a ``(T,)`` int64 ``.npy``: the index of the transcript character
+        spoken in each frame, -1 for none (written to ``align.scp``; the synthetic corpus' renderer timing, for
+        the splice augmentation of training, ``--splice_prob``).
     """
 
     utt: str
@@ -52,6 +55,7 @@ class Utterance:
     landmarks: Optional[str] = None
     frame_targets: Optional[str] = None
     frame_labels: Optional[str] = None
+    frame_align: Optional[str] = None
 
 
 def make_utt_id(spk: str, original_id: str) -> str:
@@ -122,7 +126,7 @@ def write_utterances(data_dir: PathLike, utts: Iterable[Utterance]) -> int:
         raise CorpusError(f"{data_dir}: no utterances to write; check the corpus root and lists")
     # A fresh stage 0 invalidates stage 2's memory of the original transcripts (text.orig, empty_text):
     # without this, prepare_text could take a re-written raw text for its own earlier output.
-    for stale in ("text.orig", "empty_text", "pose.scp", "visemes.scp"):  # frame files: rewritten below if any
+    for stale in ("text.orig", "empty_text", "pose.scp", "visemes.scp", "align.scp"):  # frame files: rewritten below if any
         Path(data_dir, stale).unlink(missing_ok=True)
     with_landmarks = [u for u in utts if u.landmarks]
     if with_landmarks and len(with_landmarks) != len(utts):
@@ -143,6 +147,12 @@ def write_utterances(data_dir: PathLike, utts: Iterable[Utterance]) -> int:
                           "others do; visemes.scp must cover every utterance or none")
     if with_labels:
         extra["visemes.scp"] = {u.utt: u.frame_labels for u in utts}
+    with_align = [u for u in utts if u.frame_align]
+    if with_align and len(with_align) != len(utts):
+        raise CorpusError(f"{data_dir}: {len(utts) - len(with_align)} utterances have no alignment file while "
+                          "others do; align.scp must cover every utterance or none")
+    if with_align:
+        extra["align.scp"] = {u.utt: u.frame_align for u in utts}
     write_data_dir(
         data_dir,
         video={u.utt: u.video for u in utts},

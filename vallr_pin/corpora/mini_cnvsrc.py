@@ -8,6 +8,7 @@
     <root>/<split>/<spk>/<uttid>.landmarks.npy   the renderer's known (T, 5, 2) landmarks
     <root>/<split>/<spk>/<uttid>.pose.npy        the renderer's (T, 7) mouth pose per frame -> ``pose.scp``
     <root>/<split>/<spk>/<uttid>.visemes.npy     the renderer's (T,) viseme label per frame -> ``visemes.scp``
+    <root>/<split>/<spk>/<uttid>.align.npy       the renderer's (T,) character index per frame -> ``align.scp``
 
 Utterance ids (``spk003_0012``) are already speaker-prefixed, so they are kept as they are. The transcript
 is read from the ``.txt`` file (the same reader as the real corpora), not the csv, so stage 0 reads what a
@@ -44,7 +45,8 @@ def read_split(root: Path, split: str, use_landmarks: bool = True, allow_missing
         lm = root / row["landmarks"] if use_landmarks and row["landmarks"] else None
         pose = root / row["pose"] if row.get("pose") else None
         vis = root / row["visemes"] if row.get("visemes") else None
-        absent = [str(p) for p in (video, txt, lm, pose, vis) if p is not None and not p.is_file()]
+        ali = root / row["align"] if row.get("align") else None
+        absent = [str(p) for p in (video, txt, lm, pose, vis, ali) if p is not None and not p.is_file()]
         if absent:
             missing.extend(absent)
             continue
@@ -52,7 +54,7 @@ def read_split(root: Path, split: str, use_landmarks: bool = True, allow_missing
             raise CorpusError(f"{listing}: utterance '{row['uttid']}' is not prefixed by its speaker '{row['spk']}'")
         utts.append(Utterance(utt=row["uttid"], spk=row["spk"], video=str(video), text=read_transcript(txt),
                               landmarks=str(lm) if lm else None, frame_targets=str(pose) if pose else None,
-                              frame_labels=str(vis) if vis else None))
+                              frame_labels=str(vis) if vis else None, frame_align=str(ali) if ali else None))
     report_missing(missing, f"files listed in {listing} are missing", allow_missing)
     return utts
 

@@ -326,6 +326,16 @@ def syllable_spans(units: Sequence[Optional[Syllable]], timing: Timing) -> List[
     return spans
 
 
+def frame_syllable_index(units: Sequence[Optional[Syllable]], timing: Timing) -> np.ndarray:
+    """Per-frame index (T,) int64 of the spoken syllable (0 = the first Hanzi of the sentence), -1 for lead-in,
+    pauses and tail: the renderer's character alignment, what a forced alignment gives on real data. Training
+    cuts utterances at these boundaries and splices them (``--splice_prob``, :mod:`vallr_pin.tasks.vsr_collate`)."""
+    index = np.full(timing.num_frames, -1, dtype=np.int64)
+    for k, (start, end, _) in enumerate(syllable_spans(units, timing)):
+        index[start:end] = k
+    return index
+
+
 def frame_viseme_labels(units: Sequence[Optional[Syllable]], timing: Timing) -> np.ndarray:
     """Per-frame viseme label (T,) int64 at the video rate, T = ``timing.num_frames``: which syllable's viseme
     key (1 + its index in :func:`viseme_key_table`) the frame belongs to, 0 for lead-in, pauses and tail.

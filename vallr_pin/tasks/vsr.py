@@ -251,6 +251,11 @@ class VSRTask(AbsTask):
         group = parser.add_argument_group(description="Preprocess related")
         group.add_argument("--use_preprocessor", type=str2bool, default=True,
                            help="Apply the VSR preprocessor (crop/normalise video, tokenise text); keep true")
+        group.add_argument("--splice_prob", type=float, default=0.0,
+                           help="Training augmentation: chance that a pair of a batch's utterances is cut at a "
+                                "character boundary and their tails swapped (vallr_pin.tasks.vsr_collate), so "
+                                "each epoch shows unseen sentences; needs 'frame_align' training data "
+                                "(vsr.sh --frame_align). 0 = off (the paper's recipe)")
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
 
@@ -258,8 +263,9 @@ class VSRTask(AbsTask):
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
         [Collection[Tuple[str, Dict[str, np.ndarray]]]], Tuple[List[str], Dict[str, torch.Tensor]]
     ]:
-        # int padding -1 = ignore_id; 0 is the CTC blank.
-        return VSRCollateFn(float_pad_value=0.0, int_pad_value=-1)
+        # int padding -1 = ignore_id; 0 is the CTC blank. Splicing is a training augmentation only.
+        return VSRCollateFn(float_pad_value=0.0, int_pad_value=-1,
+                            splice_prob=getattr(args, "splice_prob", 0.0) if train else 0.0)
 
     @classmethod
     def build_preprocess_fn(
@@ -283,7 +289,9 @@ class VSRTask(AbsTask):
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
         # frame_targets / frame_labels: per-frame regression targets / class labels of the auxiliary losses
         # (model_conf.frame_target_weight / frame_label_weight; training only)
-        return ("text_pinyin", "frame_targets", "frame_labels") if not inference else ("text", "text_pinyin")
+        # frame_align: the character alignment that drives --splice_prob (training only; never reaches the model)
+        return ("text_pinyin", "frame_targets", "frame_labels", "frame_align") if not inference \
+            else ("text", "text_pinyin")
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> DualDecoderVSRModel:

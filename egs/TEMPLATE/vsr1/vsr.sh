@@ -70,6 +70,9 @@ frame_targets=           # e.g. pose.scp: per-frame targets data/<set>/<file> (f
 frame_labels=            # e.g. visemes.scp: per-frame class labels data/<set>/<file> (int64 (T,) .npy) fed to training
                          #   as 'frame_labels', for model_conf.frame_label_weight > 0 (the mini recipe's renderer
                          #   alignment; off in the paper's recipes)
+frame_align=             # e.g. align.scp: per-frame character index data/<set>/<file> (int64 (T,) .npy, -1 = none) fed
+                         #   to training as 'frame_align', for the splice augmentation (train config splice_prob > 0;
+                         #   the mini recipe's renderer timing, or any forced alignment of a real corpus)
 
 # Stages 5-6: decoding
 decode_config=conf/decode_vsr.yaml
@@ -180,14 +183,15 @@ data_opts() {  # data_opts train|valid <set>
   # data/<set> lists every utterance; ESPnet reads only those of the shape file (the dump dir's)
   [ -z "${frame_targets}" ] || echo "--$1_data_path_and_name_and_type data/$2/${frame_targets},frame_targets,npy"
   [ -z "${frame_labels}" ] || echo "--$1_data_path_and_name_and_type data/$2/${frame_labels},frame_labels,npy"
+  [ -z "${frame_align}" ] || echo "--$1_data_path_and_name_and_type data/$2/${frame_align},frame_align,npy"
 }
 token_opts="--token_list ${token_list_dir}/char/tokens.txt --pinyin_token_list ${token_list_dir}/pinyin/tokens.txt"
 
-check_frame_files() {  # the per-frame training data named by --frame_targets / --frame_labels must exist
+check_frame_files() {  # the per-frame training data named by --frame_targets / --frame_labels / --frame_align must exist
   local f dset
-  for f in ${frame_targets} ${frame_labels}; do
+  for f in ${frame_targets} ${frame_labels} ${frame_align}; do
     for dset in ${train_set} ${valid_set}; do
-      [ -f "data/${dset}/${f}" ] || { log "Error: data/${dset}/${f} missing (--frame_targets/--frame_labels): re-run stage 0, or drop the option and the frame losses of the train config"; exit 1; }
+      [ -f "data/${dset}/${f}" ] || { log "Error: data/${dset}/${f} missing (--frame_targets/--frame_labels/--frame_align): re-run stage 0, or drop the option and the frame losses (or splice_prob) of the train config"; exit 1; }
     done
   done
 }
