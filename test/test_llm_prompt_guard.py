@@ -58,6 +58,12 @@ GOOD = [
     ("Corrected sentence: 今天天气，很好！", "今天天气很好"),
     ("今天天气很好（把的改成好）", "今天天气很好"),
     ("  今天 天气 很好  ", "今天天气很好"),
+    # the prompt's candidate numbering echoed back (issue 21: it became 一今天天气很好)
+    ("1. 今天天气很好", "今天天气很好"),
+    ("2.今天天气很好", "今天天气很好"),
+    ("10. 今天天气很好", "今天天气很好"),
+    ("1、今天天气很好", "今天天气很好"),
+    ("修正后的句子：1. 今天天气很好", "今天天气很好"),
 ]
 BAD = [
     ("", "empty"),
@@ -81,6 +87,9 @@ def test_guard_accepts_and_cleans(raw, expected):
 
 def test_guard_reads_digits_like_the_reference_normaliser():
     assert OutputGuard()("今天有3个人。", ["今天有山个人", "今天有三个人"]) == ("今天有三个人", None)
+    # a leading number that is not list numbering is still read
+    assert OutputGuard()("3.5个人来了", ["三点五个人来了"]) == ("三点五个人来了", None)
+    assert OutputGuard()("3个人来了", ["三个人来了"]) == ("三个人来了", None)
 
 
 def test_guard_falls_back_to_1best_and_counts_reasons():
