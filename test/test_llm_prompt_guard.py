@@ -154,7 +154,10 @@ def test_build_llm_data_errors_name_file_and_utt(tmp_path):
     nb = tmp_path / "nb.jsonl"
     _write_nbest(nb, [("s1-x", ["你好"], None)])
     with pytest.raises(ValueError, match=r"nb\.jsonl.*s1-x.*--text"):
+        build_llm_data.main(["--nbest", str(nb), "--out-dir", str(tmp_path / "o"), "--log-level", "DEBUG"])
+    with pytest.raises(SystemExit) as e:  # without DEBUG: one line, exit 1
         build_llm_data.main(["--nbest", str(nb), "--out-dir", str(tmp_path / "o")])
+    assert e.value.code == 1
     assert not (tmp_path / "o" / "train.jsonl").exists()
 
 
