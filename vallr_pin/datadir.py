@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Mapping, Tuple, Union
@@ -32,9 +33,10 @@ def _not_utf8(path: PathLike, lineno: int, raw: bytes) -> NotUtf8Error:
         guess, enc = "it reads as GBK/GB18030", "GB18030"
     except UnicodeDecodeError:
         guess, enc = "its encoding is unknown (try -f BIG5 for a Traditional Chinese file)", "GB18030"
+    q, qtmp = shlex.quote(str(path)), shlex.quote(f"{path}.utf8")
     return NotUtf8Error(
         f"{path}: line {lineno} is not UTF-8 ({guess}); Kaldi data files must be UTF-8: convert it with "
-        f"`iconv -f {enc} -t UTF-8 {path} > {path}.utf8 && mv {path}.utf8 {path}` and re-run")
+        f"`iconv -f {enc} -t UTF-8 {q} > {qtmp} && mv {qtmp} {q}` and re-run")
 
 
 def iter_kv(path: PathLike) -> Iterator[Tuple[str, str]]:
