@@ -86,3 +86,29 @@ def test_subset_data_dir_filters_every_list(tmp_path):
     assert len(keep) == 14 and "s0_00" not in keep
     assert set(read_kv(dst / "text")) == set(keep) == set(read_kv(dst / "utt2spk"))
     assert set(read_kv(dst / "spk2utt")) == {"s0", "s1", "s2"}
+
+
+def test_read_kv_names_file_and_line_of_a_gbk_file_and_how_to_convert(tmp_path):
+    path = tmp_path / "text"
+    path.write_bytes("a-1 好\n".encode("utf-8") + "a-2 银行\n".encode("gbk"))
+    with pytest.raises(ValueError, match=r"text: line 2 is not UTF-8 \(it reads as GBK.*iconv -f GB18030 -t UTF-8"):
+        read_kv(path)
+
+
+def test_read_kv_drops_a_byte_order_mark(tmp_path, caplog):
+    path = tmp_path / "text"
+    path.write_bytes(b"\xef\xbb\xbfa-1 \xe5\xa5\xbd\r\na-2 x\n")
+    assert read_kv(path) == {"a-1": "好", "a-2": "x"}
+    assert "byte-order mark" in caplog.text
+
+
+def test_user_errors_one_line_exit_1_and_traceback_with_debug(caplog):
+    from vallr_pin.cli import user_errors
+
+    with pytest.raises(SystemExit) as e, user_errors("INFO"):
+        raise FileNotFoundError("data/x/text: missing; run stage 0")
+    assert e.value.code == 1 and caplog.records[-1].getMessage() == "data/x/text: missing; run stage 0"
+    with pytest.raises(FileNotFoundError), user_errors("DEBUG"):
+        raise FileNotFoundError("kept with its traceback")
+    with pytest.raises(KeyError), user_errors("INFO"):  # a bug, not a user error: traceback kept
+        raise KeyError("x")

@@ -104,6 +104,10 @@ def test_tune_fusion_refuses_generative_output(tmp_path):
     ref = tmp_path / "ref"
     ref.write_text("u1 外面下雨了\n", encoding="utf-8")
     with pytest.raises(ValueError, match="not written by llm_refine --mode rescore"):
-        tune_fusion.main(["--tune-dir", str(d), "--ref", str(ref), "--apply-dir", str(d)])
+        tune_fusion.main(["--tune-dir", str(d), "--ref", str(ref), "--apply-dir", str(d), "--log-level", "DEBUG"])
     with pytest.raises(FileNotFoundError, match="run vallr_pin.bin.llm_refine --mode rescore"):
-        tune_fusion.main(["--tune-dir", str(tmp_path / "none"), "--ref", str(ref), "--apply-dir", str(d)])
+        tune_fusion.main(["--tune-dir", str(tmp_path / "none"), "--ref", str(ref), "--apply-dir", str(d),
+                          "--log-level", "DEBUG"])
+    with pytest.raises(SystemExit) as e:  # without DEBUG: the same message as one line, exit 1
+        tune_fusion.main(["--tune-dir", str(d), "--ref", str(ref), "--apply-dir", str(d)])
+    assert e.value.code == 1

@@ -58,6 +58,12 @@ GOOD = [
     ("Corrected sentence: 今天天气，很好！", "今天天气很好"),
     ("今天天气很好（把的改成好）", "今天天气很好"),
     ("  今天 天气 很好  ", "今天天气很好"),
+    # the prompt's candidate numbering echoed back (issue 21: it became 一今天天气很好)
+    ("1. 今天天气很好", "今天天气很好"),
+    ("2.今天天气很好", "今天天气很好"),
+    ("10. 今天天气很好", "今天天气很好"),
+    ("1、今天天气很好", "今天天气很好"),
+    ("修正后的句子：1. 今天天气很好", "今天天气很好"),
 ]
 BAD = [
     ("", "empty"),
@@ -81,6 +87,9 @@ def test_guard_accepts_and_cleans(raw, expected):
 
 def test_guard_reads_digits_like_the_reference_normaliser():
     assert OutputGuard()("今天有3个人。", ["今天有山个人", "今天有三个人"]) == ("今天有三个人", None)
+    # a leading number that is not list numbering is still read
+    assert OutputGuard()("3.5个人来了", ["三点五个人来了"]) == ("三点五个人来了", None)
+    assert OutputGuard()("3个人来了", ["三个人来了"]) == ("三个人来了", None)
 
 
 def test_guard_falls_back_to_1best_and_counts_reasons():
@@ -145,7 +154,10 @@ def test_build_llm_data_errors_name_file_and_utt(tmp_path):
     nb = tmp_path / "nb.jsonl"
     _write_nbest(nb, [("s1-x", ["你好"], None)])
     with pytest.raises(ValueError, match=r"nb\.jsonl.*s1-x.*--text"):
+        build_llm_data.main(["--nbest", str(nb), "--out-dir", str(tmp_path / "o"), "--log-level", "DEBUG"])
+    with pytest.raises(SystemExit) as e:  # without DEBUG: one line, exit 1
         build_llm_data.main(["--nbest", str(nb), "--out-dir", str(tmp_path / "o")])
+    assert e.value.code == 1
     assert not (tmp_path / "o" / "train.jsonl").exists()
 
 

@@ -8,6 +8,7 @@ one-at-a-time generation (left padding is right).
 
 import json
 import os
+import sys
 
 import pytest
 
@@ -148,7 +149,51 @@ def test_llm_sft_config_and_errors(tmp_path):
     assert argv == ["--lora_rank", "8", "--check_model", "false", "--target_modules", "q_proj", "v_proj"]
     with pytest.raises(FileNotFoundError, match="llm_model="):
         llm_sft.main(["--config", CONF, "--model", str(tmp_path / "missing"), "--train", "x.jsonl",
-                      "--output-dir", str(tmp_path / "o")])
+                      "--output-dir", str(tmp_path / "o"), "--log-level", "DEBUG"])
+
+
+def _sft_error(caplog, argv):
+    caplog.clear()
+    with pytest.raises(SystemExit) as e:
+        llm_sft.main(argv)
+    assert e.value.code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    return errors[0]
+
+
+def test_llm_sft_dry_run_checks_keys_against_ms_swift_arguments(work, tmp_path, caplog, capsys):
+    """Issue 21: a mistyped key passed --dry-run and failed 25 s into the real run."""
+    base = ["--model", str(work["model"]), "--train", str(work["data"] / "train.jsonl"),
+            "--output-dir", str(tmp_path / "out"), "--device", "cpu", "--dry-run"]
+    llm_sft.main(["--config", CONF, *base, "--", "--max_steps", "3", "--no_gradient_checkpointing"])
+    assert "--max_steps 3" in capsys.readouterr().out
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(open(CONF, encoding="utf-8").read().replace("lora_rank:", "lora_rnak:"), encoding="utf-8")
+    msg = _sft_error(caplog, ["--config", str(typo), *base])
+    assert f"{typo} (section swift:): 'lora_rnak' is not a `swift sft` argument" in msg
+    assert "did you mean 'lora_rank'?" in msg
+    msg = _sft_error(caplog, ["--config", CONF, *base, "--", "--max_stpes", "3"])
+    assert "'max_stpes'" in msg and "'max_steps'" in msg
+    not_yaml = tmp_path / "llm_sft.yaml"
+    not_yaml.write_text("swift:\n  lora_rank: 8\n  target_modules: [q_proj, v_proj\n", encoding="utf-8")
+    assert _sft_error(caplog, ["--config", str(not_yaml), *base]).startswith(f"{not_yaml}: not valid YAML")
+    not_yaml.write_text("lora_rank = 8\n", encoding="utf-8")
+    assert _sft_error(caplog, ["--config", str(not_yaml), *base]).startswith(f"{not_yaml}: not a YAML mapping")
+    assert not (tmp_path / "out").exists()
+
+
+def test_llm_sft_failure_leaves_no_empty_run_dir(work, tmp_path, monkeypatch):
+    """When `swift sft` fails after making its v<N>-<time>/ dir, a dir with no checkpoint is removed."""
+    out = tmp_path / "out"
+    (out / "v0-20260101-000000" / "checkpoint-2").mkdir(parents=True)  # an earlier run's resumable work
+    fake_swift = ("import os, sys; d = os.path.join(sys.argv[1], 'v1-20260102-000000'); os.makedirs(d); "
+                  "open(os.path.join(d, 'args.json'), 'w').write('{}'); sys.exit(3)")
+    monkeypatch.setattr(llm_sft, "build_command", lambda args, options: [sys.executable, "-c", fake_swift, str(out)])
+    with pytest.raises(SystemExit, match="exit code 3"):
+        llm_sft.main(["--config", CONF, "--model", str(work["model"]), "--train", str(work["data"] / "train.jsonl"),
+                      "--output-dir", str(out), "--device", "cpu"])
+    assert sorted(p.name for p in out.iterdir()) == ["v0-20260101-000000"]
 
 
 def test_swift_sft_lora_on_cpu(work, adapter):

@@ -140,7 +140,7 @@ def owner_stage(rel: str) -> int:
     if parts[0] == "downloads":
         return 0
     if parts[0] == "data":
-        if parts[1] == "token_list" or parts[-1] in ("text", "text_pinyin", "text.orig", "empty_text"):
+        if parts[1] == "token_list" or parts[-1] in ("text", "text_pinyin", "text.orig", "text.sha1", "empty_text"):
             return 2  # stage 2 normalises data/<set>/text in place (stage 0's transcript kept as text.orig)
         return 0
     if parts[0] == "dump":

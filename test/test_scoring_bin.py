@@ -162,3 +162,37 @@ def test_error_analysis_bin_draws_the_viseme_confusion_figure(decode):
     conf = json.loads((out / "error_analysis.json").read_text("utf-8"))["viseme_confusion"]
     assert conf["rows"][0] == "bilabial" and conf["cols"][-1] == "del"
     assert sum(map(sum, conf["counts"])) + conf["unreadable"] == 15 + 1  # every reference character + 吗
+
+
+def test_score_normalises_the_reference_like_the_hypothesis(decode, capsys, caplog):
+    """Issue 21: an unnormalised reference's punctuation counted as characters (15.4% CER for a perfect
+    hypothesis)."""
+    data, dec = decode
+    write_kv(data / "text", {"spk1-spk1_a": "我是中国人，你呢？", "spk1-spk1_b": "他来了！"})
+    write_kv(dec / "text", {"spk1-spk1_a": "我是中国人你呢", "spk1-spk1_b": "他来了"})
+    out = dec / "score_cer"
+    score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert (summary["cer"], summary["n_ref"]) == (0.0, 10)
+    assert "2 reference utterance(s) are not normalised" in caplog.text
+    # a hypothesis with punctuation or full-width digits is normalised the same way; <unk> is one error
+    write_kv(dec / "text", {"spk1-spk1_a": "我是中国人，你<unk>？", "spk1-spk1_b": "他来了 ！"})
+    score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert (summary["sub"], summary["del"], summary["ins"], summary["n_ref"]) == (1, 0, 0, 10)
+
+
+def test_score_gbk_hypothesis_is_one_line_error(decode, capsys, caplog):
+    data, dec = decode
+    (dec / "text").write_bytes("spk1-spk1_a 我事中人\n".encode("gbk"))
+    with pytest.raises(SystemExit) as e:
+        score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(dec / "s")])
+    assert e.value.code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and f"{dec / 'text'}: line 1 is not UTF-8" in errors[0] and "iconv" in errors[0]
+    (dec / "text").write_text("spk1-spk1_a 我事中人\n", encoding="utf-8")
+    score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(dec / "s")])
+    with pytest.raises(ValueError, match="not UTF-8"):  # --log-level DEBUG: the exception, with its traceback
+        (dec / "text").write_bytes("spk1-spk1_a 我事中人\n".encode("gbk"))
+        score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(dec / "s"),
+                        "--log-level", "DEBUG"])

@@ -106,3 +106,75 @@ def test_rerun_keeps_fix_data_dir_filtering(tmp_path):
     assert read_kv(tmp_path / "train" / "text") == text
     assert "spk1-spk1_0003" not in read_kv(tmp_path / "train" / "text_pinyin")
     assert (tmp_path / "train" / "empty_text").read_bytes() == empty_before
+
+
+def test_hand_corrected_text_takes_effect_and_survives_reruns(tmp_path):
+    """A transcript fixed by hand in data/<set>/text after stage 2 (issue 21: it used to be silently put back
+    from text.orig on the next run)."""
+    make_dir(tmp_path / "train", TRAIN)
+    make_dir(tmp_path / "dev", DEV)
+    run(tmp_path)
+    text = read_kv(tmp_path / "train" / "text")
+    assert text["spk2-spk2_0003"] == "女孩去旅游了"
+    text["spk2-spk2_0003"] = "男孩去旅游了"  # the user's correction, already normalised
+    text["spk1-spk1_0001"] = "我们去银行，好吧？"  # ... and one typed with punctuation
+    write_kv(tmp_path / "train" / "text", text)
+    run(tmp_path)
+    fixed = read_kv(tmp_path / "train" / "text")
+    assert fixed["spk2-spk2_0003"] == "男孩去旅游了"
+    assert fixed["spk1-spk1_0001"] == "我们去银行好吧"
+    assert read_kv(tmp_path / "train" / "text_pinyin")["spk2-spk2_0003"] == "nan hai qu lv you le"
+    assert read_kv(tmp_path / "train" / "text.orig")["spk2-spk2_0003"] == "男孩去旅游了"
+    # untouched lines still come from text.orig, the empty utterances are still listed
+    assert fixed["spk1-spk1_0003"] == "二零二四年增长了百分之五十"
+    assert set(read_kv(tmp_path / "train" / "empty_text")) == {"spk1-spk1_0002", "spk2-spk2_0002"}
+    first = snapshot(tmp_path)
+    run(tmp_path)  # the correction is now the original: a further re-run changes nothing
+    assert snapshot(tmp_path) == first
+
+
+def _expect_one_line_error(capsys, caplog, argv_runner, *needles):
+    import pytest
+
+    caplog.clear()
+    with pytest.raises(SystemExit) as e:
+        argv_runner()
+    assert e.value.code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_gbk_transcript_is_one_line_error_then_works_after_iconv(tmp_path, capsys, caplog):
+    make_dir(tmp_path / "train", TRAIN)
+    make_dir(tmp_path / "dev", DEV)
+    text = tmp_path / "dev" / "text"
+    utf8 = text.read_bytes()
+    text.write_bytes(utf8.decode("utf-8").encode("gbk", errors="ignore"))
+    _expect_one_line_error(capsys, caplog, lambda: run(tmp_path), f"{text}: line 1 is not UTF-8", "iconv -f GB")
+    assert not (tmp_path / "dev" / "text.orig").exists()  # nothing stale left to crash the next run
+    assert not (tmp_path / "train" / "text.orig").exists()  # no data dir half-processed either
+    text.write_bytes(utf8)  # the user converts it
+    run(tmp_path)
+    assert read_kv(tmp_path / "dev" / "text") == {"spk3-spk3_0001": "我们去旅游吧"}
+
+
+def test_stale_gbk_text_orig_is_replaced_by_converted_text(tmp_path):
+    make_dir(tmp_path / "train", TRAIN)
+    make_dir(tmp_path / "dev", DEV)
+    (tmp_path / "dev" / "text.orig").write_bytes("spk3-spk3_0001 我们去旅游吧\n".encode("gbk"))
+    run(tmp_path)
+    assert read_kv(tmp_path / "dev" / "text.orig") == DEV
+
+
+def test_utf8_bom_is_dropped_with_a_warning(tmp_path, caplog):
+    make_dir(tmp_path / "train", TRAIN)
+    make_dir(tmp_path / "dev", DEV)
+    text = tmp_path / "dev" / "text"
+    text.write_bytes(b"\xef\xbb\xbf" + text.read_bytes())
+    run(tmp_path)
+    assert "byte-order mark" in caplog.text
+    assert list(read_kv(tmp_path / "dev" / "text")) == ["spk3-spk3_0001"]
+    assert not (tmp_path / "dev" / "text.orig").read_bytes().startswith(b"\xef\xbb\xbf")

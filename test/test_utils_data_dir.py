@@ -170,3 +170,36 @@ def test_utt2spk_spk2utt_round_trip_and_filter(tmp_path):
     assert sh("filter_scp.pl", "ids", cwd=tmp_path, stdin=utt2spk).stdout == "a-2 a\n"
     assert sh("filter_scp.pl", "--exclude", "ids", cwd=tmp_path, stdin=utt2spk).stdout == "a-1 a\nb-1 b\n"
     assert sh("filter_scp.pl", "-f", "2", "ids", cwd=tmp_path, stdin="x a-2\ny a-1\n").stdout == "x a-2\n"
+
+
+def test_video_paths_with_spaces_are_found_and_kept(tmp_path):
+    """Issue 21: validate_data_dir.sh reported videos whose path has a space as missing, and the
+    --drop-missing-videos true it recommended deleted them."""
+    d = good_dir(tmp_path)
+    (tmp_path / "my videos").mkdir()
+    for u in ("spk1-0001", "spk1-0002"):
+        (tmp_path / "my videos" / f"{u} take 1.mp4").write_bytes(b"")
+    write(d / "video.scp", ["spk1-0001 my videos/spk1-0001 take 1.mp4", "spk1-0002 my videos/spk1-0002 take 1.mp4",
+                            "spk2-0001 my videos/gone.mp4"])
+    p = validate(tmp_path)
+    assert p.returncode == 1
+    assert "data/x/video.scp: 1 video path(s) do not exist" in p.stdout
+    assert "'spk2-0001' -> my videos/gone.mp4" in p.stdout
+    p = sh("fix_data_dir.sh", "--drop-missing-videos", "true", "data/x", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "removed 1 of 3 utterances" in p.stdout
+    assert (d / "video.scp").read_text().splitlines() == ["spk1-0001 my videos/spk1-0001 take 1.mp4",
+                                                          "spk1-0002 my videos/spk1-0002 take 1.mp4"]
+    assert validate(tmp_path).returncode == 0
+
+
+def test_byte_order_mark_is_reported_and_removed_not_taken_for_an_utterance(tmp_path):
+    d = good_dir(tmp_path)
+    (d / "text").write_bytes(b"\xef\xbb\xbf" + (d / "text").read_bytes())
+    p = validate(tmp_path)
+    assert p.returncode == 1 and "data/x/text starts with a UTF-8 byte-order mark" in p.stdout
+    p = sh("fix_data_dir.sh", "data/x", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "removed the UTF-8 byte-order mark" in p.stdout and "removed 1 of" not in p.stdout
+    assert (d / "text").read_text(encoding="utf-8").startswith("spk1-0001 你好\n")
+    assert validate(tmp_path).returncode == 0

@@ -3,7 +3,7 @@
 #
 # Usage: utils/fix_data_dir.sh [options] <data-dir>
 #
-# Sorts every file by key in C order, drops blank lines and repeated keys (keeping the first line), renames
+# Sorts every file by key in C order, drops blank lines, a UTF-8 byte-order mark and repeated keys (keeping the first line), renames
 # utterances whose id does not start with their speaker id to <spk>-<utt>, keeps only the utterances present
 # in every per-utterance file (utt2spk, video.scp, text, text_pinyin, landmarks.scp, feats.scp,
 # utt2num_frames, feats_shape and --utt-extra-files, those that exist), regenerates spk2utt and filters
@@ -13,8 +13,8 @@
 # Options:
 #   --utt-extra-files "a b"     more per-utterance files to filter (default "")
 #   --rename-unprefixed BOOL    rename <utt> to <spk>-<utt> where <utt> does not start with <spk> (default true)
-#   --drop-missing-videos BOOL  drop utterances whose video.scp path does not exist, relative to the current
-#                               directory (default false)
+#   --drop-missing-videos BOOL  drop utterances whose video.scp path (the rest of the line, spaces and all)
+#                               does not exist, relative to the current directory (default false)
 #   --drop-empty-text BOOL      drop utterances with an empty transcript (default false)
 set -u
 export LC_ALL=C
@@ -45,12 +45,15 @@ done
 tmp=$(mktemp -d "$data/.fix_data_dir.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 
-# Drop blank lines, sort by key (stable, so the first of repeated keys stays first), keep the first per key.
+# Drop blank lines and a UTF-8 byte-order mark (it would make the first key U+FEFF + the id), sort by key
+# (stable, so the first of repeated keys stays first), keep the first per key.
 clean() {
-  sort -s -k1,1 "$1" | awk 'NF > 0 && !seen[$1 ""]++'
+  sed '1s/^\xEF\xBB\xBF//' "$1" | sort -s -k1,1 | awk 'NF > 0 && !seen[$1 ""]++'
 }
 
 for f in "${files[@]}"; do
+  [ "$(head -c 3 "$data/$f" | od -An -tx1 | tr -d ' \n')" = efbbbf ] &&
+    echo "$prog: $data/$f: removed the UTF-8 byte-order mark at its start"
   clean "$data/$f" > "$tmp/$f"
   dups=$(awk 'NF > 0 { if (seen[$1 ""]++ == 1) { n++; if (n == 1) first = $1 } }
               END { if (n) print n " key(s) repeated, first '\''" first "'\''" }' "$data/$f")
@@ -75,7 +78,9 @@ fi
 # Utterances to drop for a reason other than being missing from a file.
 : > "$tmp/drop_reasons"
 if $drop_missing_videos && [ -f "$tmp/video.scp" ]; then
-  perl -lane 'print "$F[0] video path does not exist" if @F >= 2 && $F[-1] !~ /\|$/ && !-e $F[1]' \
+  # the path is the rest of the line after the key (it may hold spaces), as stage 1 reads it
+  perl -lne 'my ($k, $p) = split(" ", $_, 2); next unless defined $p; $p =~ s/\s+$//;
+    print "$k video path does not exist" if $p ne "" && $p !~ /\|$/ && !-e $p' \
     "$tmp/video.scp" >> "$tmp/drop_reasons"
   if [ -s "$tmp/video.scp" ] && [ "$(grep -c 'video path' "$tmp/drop_reasons")" -eq "$(wc -l < "$tmp/video.scp")" ]; then
     echo "$prog: none of the video.scp paths exist from $(pwd); run from the directory they are relative to." \

@@ -6,9 +6,9 @@
 # Checks: utt2spk and spk2utt exist and agree; text exists unless --no-text, and video.scp or feats.scp
 # exists; every file is valid UTF-8, sorted by key in C order (LC_ALL=C) with unique keys and no blank
 # lines; every per-utterance file (video.scp, text, text_pinyin, landmarks.scp, feats.scp, utt2num_frames,
-# feats_shape) holds the same utterances as utt2spk; utterance ids start with their speaker id; no
-# utterance has empty text (unless --no-text); every video.scp path exists (unless --no-check-paths;
-# relative paths are taken from the current directory).
+# feats_shape) holds the same utterances as utt2spk; no file starts with a UTF-8 byte-order mark; utterance ids start with their speaker id; no
+# utterance has empty text (unless --no-text); every video.scp path (the rest of the line after the key, so it
+# may hold spaces) exists (unless --no-check-paths; relative paths are taken from the current directory).
 # Exits 0 printing "Successfully validated data-directory <dir>", or 1 after listing the problems; most
 # are repaired by utils/fix_data_dir.sh.
 #
@@ -58,6 +58,8 @@ fi
 # Format, UTF-8, order and uniqueness of every file keyed by utterance or speaker.
 for f in $per_utt_files spk2utt spk2gender; do
   [ -f "$data/$f" ] || continue
+  [ "$(head -c 3 "$data/$f" | od -An -tx1 | tr -d ' \n')" = efbbbf ] &&
+    problem "$data/$f starts with a UTF-8 byte-order mark (its first key reads as U+FEFF + the id); run utils/fix_data_dir.sh"
   bad=$(perl -MEncode -ne 'my $l = $_; unless (eval { Encode::decode("UTF-8", $l, Encode::FB_CROAK); 1 }) {
            my ($k) = split; print "line $. (key \x27", ($k // ""), "\x27)"; exit }' "$data/$f")
   [ -n "$bad" ] && problem "$data/$f is not valid UTF-8 at $bad"
@@ -109,7 +111,9 @@ if ! $no_text && [ -f "$data/text" ]; then
 fi
 
 if ! $no_check_paths && [ -f "$data/video.scp" ]; then
-  msg=$(perl -MCwd -lane 'next if @F < 2 || $F[-1] =~ /\|$/; if (!-e $F[1]) { $n++; $first //= "\x27$F[0]\x27 -> $F[1]" }
+  # the path is the rest of the line after the key (it may hold spaces), as stage 1 reads it
+  msg=$(perl -MCwd -lne 'my ($k, $p) = split(" ", $_, 2); next unless defined $p; $p =~ s/\s+$//;
+        next if $p eq "" || $p =~ /\|$/; if (!-e $p) { $n++; $first //= "\x27$k\x27 -> $p" }
         END { print "$n video path(s) do not exist (relative to ", getcwd(), "), first $first;",
                     " fix the paths or drop them with utils/fix_data_dir.sh --drop-missing-videos true" if $n }' \
         "$data/video.scp")

@@ -9,7 +9,9 @@ later stage would take as complete.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import shlex
 import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, Mapping, Tuple, Union
@@ -17,12 +19,44 @@ from typing import Dict, Iterable, Iterator, Mapping, Tuple, Union
 PathLike = Union[str, os.PathLike]
 
 
+class NotUtf8Error(ValueError):
+    """A data-dir file that is not UTF-8 (a GBK transcript, typically): the message names the file and line and
+    gives the ``iconv`` command that converts it."""
+
+
+BOM = "\ufeff"
+
+
+def _not_utf8(path: PathLike, lineno: int, raw: bytes) -> NotUtf8Error:
+    try:
+        raw.decode("gb18030")
+        guess, enc = "it reads as GBK/GB18030", "GB18030"
+    except UnicodeDecodeError:
+        guess, enc = "its encoding is unknown (try -f BIG5 for a Traditional Chinese file)", "GB18030"
+    q, qtmp = shlex.quote(str(path)), shlex.quote(f"{path}.utf8")
+    return NotUtf8Error(
+        f"{path}: line {lineno} is not UTF-8 ({guess}); Kaldi data files must be UTF-8: convert it with "
+        f"`iconv -f {enc} -t UTF-8 {q} > {qtmp} && mv {qtmp} {q}` and re-run")
+
+
 def iter_kv(path: PathLike) -> Iterator[Tuple[str, str]]:
     """Yield ``(key, value)`` per non-empty line; value is the rest of the line after the first whitespace
-    ("" when the line has only a key, e.g. an utterance whose text is empty)."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
+    ("" when the line has only a key, e.g. an utterance whose text is empty).
+
+    A line that is not UTF-8 raises :class:`NotUtf8Error` naming the file and line. A UTF-8 byte-order mark at
+    the start of the file (Windows editors write one) is dropped with a warning, so that the first key is the
+    utterance id and not ``\ufeff<id>``."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _not_utf8(path, lineno, raw) from None
+            if lineno == 1 and line.startswith(BOM):
+                logging.warning(f"{path}: starts with a UTF-8 byte-order mark; ignoring it (utils/fix_data_dir.sh "
+                                "removes it from the file)")
+                line = line[1:]
+            line = line.rstrip("\r\n")
             if not line.strip():
                 continue
             parts = line.split(maxsplit=1)

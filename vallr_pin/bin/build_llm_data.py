@@ -31,12 +31,12 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open, read_kv
 from vallr_pin.llm.nbest import NbestEntry, read_nbest_jsonl
 from vallr_pin.llm.prompt import build_messages, load_template
 from vallr_pin.scoring.cer import score_corpus
 
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
 
 def parse_tagged(spec: str) -> Tuple[str, str]:
@@ -127,12 +127,17 @@ def get_parser() -> argparse.ArgumentParser:
                    help="prompt template file (.txt user text, or .yaml/.json with system/user) with "
                         "{pinyin} and {candidates}; default: the built-in one for --lang")
     p.add_argument("--max-candidates", type=int, default=5, help="N-best hypotheses shown in the prompt (0: all)")
+    add_log_level(p)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    with user_errors(args.log_level):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict:
     template = load_template(args.prompt_template, args.lang)
     refs: Optional[Dict[str, str]] = None
     for t in args.text:

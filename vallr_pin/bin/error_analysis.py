@@ -12,15 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
+from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open, read_kv
-from vallr_pin.scoring.cer import score_corpus
+from vallr_pin.scoring.cer import normalize_transcripts, score_corpus
 from vallr_pin.scoring.error_analysis import VisemeConfusion, analyse, format_report, plot_viseme_confusion
-
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
-
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -47,20 +44,21 @@ def get_parser() -> argparse.ArgumentParser:
         help="Do not draw viseme_confusion.png (row-normalised reference x hypothesis initial viseme class, "
         "with counts); the matrix is in error_analysis.json either way.",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Logging level.")
+    add_log_level(parser)
     return parser
 
 
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+    with user_errors(args.log_level):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     out_dir = Path(args.out_dir) if args.out_dir else Path(args.hyp).parent / "score_cer"
-    try:
-        refs, hyps = read_kv(args.ref), read_kv(args.hyp)
-        score = score_corpus(refs, hyps, args.allow_empty_ref, ref_name=args.ref, hyp_name=args.hyp)
-    except (ValueError, FileNotFoundError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
+    # normalised like bin/score.py does (which warns about an unnormalised reference), so the counts agree
+    refs, hyps, _ = normalize_transcripts(read_kv(args.ref), read_kv(args.hyp))
+    score = score_corpus(refs, hyps, args.allow_empty_ref, ref_name=args.ref, hyp_name=args.hyp)
     if score.missing_hyp:
         logging.warning("%s: %d reference utterance(s) without hypothesis, scored as all deletions",
                         args.hyp, len(score.missing_hyp))

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open, write_kv
 from vallr_pin.llm.fusion import FusionWeights
 from vallr_pin.llm.guard import OutputGuard
@@ -35,7 +36,6 @@ from vallr_pin.llm.nbest import read_nbest_jsonl
 from vallr_pin.llm.prompt import load_template
 from vallr_pin.llm.refine import Refiner, Rescorer, make_engine
 
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -81,12 +81,17 @@ def get_parser() -> argparse.ArgumentParser:
                    help="rescore mode: added per character of a candidate (counters the LLM's preference for "
                         "short answers, like Kaldi's word insertion penalty)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
+    add_log_level(p)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    with user_errors(args.log_level):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict:
     if args.threads:
         import torch
 

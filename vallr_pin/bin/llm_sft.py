@@ -10,6 +10,13 @@ Runs ms-swift's own CLI (``python -m swift.cli.main sft ...``) in a subprocess, 
 training works exactly as ms-swift documents it: set ``NPROC_PER_NODE=<gpus per node>`` (and for several nodes
 ``NNODES``, ``NODE_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) in the environment and ms-swift launches torchrun.
 
+Before anything starts (``--dry-run`` included), every key of the config and every ``--flag`` after ``--`` is
+checked against the fields of ms-swift's own ``swift sft`` argument dataclass (``swift.arguments.SftArguments``
+of the installed ms-swift), so a mistyped key (``lora_rnak``) stops at once with one line naming the key and the
+closest valid one, instead of ms-swift failing half a minute into the run. A config that is not YAML, or not a
+mapping of sections, is named in one line too. When ``swift sft`` fails, the ``v<N>-*`` run directory it made
+is removed unless it holds a checkpoint (resumable work is kept).
+
 ms-swift writes ``<output-dir>/v<N>-<timestamp>/checkpoint-<step>/``; afterwards this wrapper resolves the
 checkpoint to use (the best by validation loss when a dev set is given, else the last), points the symlink
 ``<output-dir>/adapter`` at it, and prints its path. Stage 9 loads ``<output-dir>/adapter``.
@@ -22,19 +29,22 @@ Example:
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib.util
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Set
 
 import yaml
 
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+from vallr_pin.cli import add_log_level, user_errors
+
 ADAPTER_LINK = "adapter"
 
 
@@ -70,6 +80,64 @@ def to_cli(options: Dict[str, object]) -> List[str]:
         else:
             argv.append(str(value))
     return argv
+
+
+def load_config(conf_path: Path) -> dict:
+    """The ``swift:``/``gpu:``/``cpu:`` yaml as a dict; a file that is not such a YAML mapping is a ValueError
+    naming it."""
+    if not conf_path.is_file():
+        raise FileNotFoundError(f"{conf_path}: config not found (llm_sft_config= in run.sh, e.g. conf/llm_sft.yaml)")
+    try:
+        conf = yaml.safe_load(conf_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        where = f" at line {e.problem_mark.line + 1}" if getattr(e, "problem_mark", None) else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"{conf_path}: not valid YAML{where} ({problem}); it must hold swift:, gpu: and cpu: "
+                         "sections of `swift sft` arguments, as in conf/llm_sft.yaml") from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{conf_path}: not a UTF-8 text file; give the YAML config (conf/llm_sft.yaml)") from e
+    conf = conf or {}
+    if not isinstance(conf, dict) or not all(isinstance(v, dict) or v is None for v in conf.values()):
+        raise ValueError(f"{conf_path}: not a YAML mapping of sections (swift:, gpu:, cpu:) of `swift sft` "
+                         "arguments, as in conf/llm_sft.yaml")
+    return conf
+
+
+def swift_sft_argument_names() -> Set[str]:
+    """Every spelling ``swift sft`` accepts for an argument: the fields of ms-swift's ``SftArguments`` dataclass
+    (what its ``HfArgumentParser`` builds the parser from), with ``-`` for ``_`` and the fields' aliases."""
+    import dataclasses
+
+    from swift.arguments import SftArguments
+
+    names: Set[str] = set()
+    for field in dataclasses.fields(SftArguments):
+        names |= {field.name, field.name.replace("_", "-")}
+        aliases = field.metadata.get("aliases") or []
+        names |= {a.lstrip("-") for a in ([aliases] if isinstance(aliases, str) else aliases)}
+    return names
+
+
+def check_swift_keys(keys: Iterable[str], where: str, valid: Set[str]) -> None:
+    """A ValueError naming the first key in ``keys`` that ``swift sft`` does not know, and its closest match.
+    ``no_<name>`` is accepted for a known ``<name>`` (HfArgumentParser's complement of a boolean field)."""
+    for key in keys:
+        if key in valid or (key[:3] in ("no_", "no-") and key[3:] in valid):
+            continue
+        import swift
+
+        close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
+        hint = f"did you mean '{close[0]}'?" if close else "see `swift sft --help` for the valid ones"
+        raise ValueError(f"{where}: '{key}' is not a `swift sft` argument of ms-swift {swift.__version__}; {hint}")
+
+
+def check_swift_arguments(conf: dict, conf_path: Path, swift_args: Sequence[str]) -> None:
+    """Every config key and every ``--flag`` of ``swift_args`` must be a ``swift sft`` argument."""
+    valid = swift_sft_argument_names()
+    for section in ("swift", "gpu", "cpu"):
+        check_swift_keys(conf.get(section) or {}, f"{conf_path} (section {section}:)", valid)
+    check_swift_keys([a[2:].split("=", 1)[0] for a in swift_args if a.startswith("--")],
+                     "the `swift sft` flags after --", valid)
 
 
 def gpu_available() -> bool:
@@ -161,7 +229,9 @@ def get_parser() -> argparse.ArgumentParser:
                    help="which config section to add; auto: gpu if torch sees a CUDA device")
     p.add_argument("--select", default="best", choices=["best", "last"],
                    help="checkpoint to link: best validation loss (needs --dev) or last")
-    p.add_argument("--dry-run", action="store_true", help="print the swift command and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the config and flags against ms-swift's arguments, print the swift command and exit")
+    add_log_level(p)
     p.add_argument("swift_args", nargs=argparse.REMAINDER,
                    help="after `--`: extra `swift sft` flags, appended last (they override the config)")
     return p
@@ -169,16 +239,21 @@ def get_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> Path:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     if args.swift_args and args.swift_args[0] == "--":
         args.swift_args = args.swift_args[1:]
+    with user_errors(args.log_level):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> Path:
     conf_path = Path(args.config)
-    conf = yaml.safe_load(conf_path.read_text(encoding="utf-8")) or {}
+    conf = load_config(conf_path)
     check_model_dir(args.model)
     if not Path(args.train).is_file():
         raise FileNotFoundError(f"training data '{args.train}' not found; run stage 7 (build_llm_data) first")
     device = args.device if args.device != "auto" else ("gpu" if gpu_available() else "cpu")
     options = resolve_options(conf, device, conf_path)
+    check_swift_arguments(conf, conf_path, args.swift_args)
     output_dir = Path(args.output_dir)
     cmd = build_command(args, options)
     logging.info("device %s; running: %s", device, " ".join(cmd))
@@ -186,6 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
         print(" ".join(cmd))
         return output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
+    runs_before = set(_version_dirs(output_dir))
     env = dict(os.environ)
     # A local model dir needs no hub; without this ms-swift (check_model) spends ~7 s retrying a network call.
     env.setdefault("HF_HUB_OFFLINE", "1")
@@ -193,8 +269,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Path:
         env["CUDA_VISIBLE_DEVICES"] = ""
     ret = subprocess.run(cmd, env=env)
     if ret.returncode != 0:
-        raise SystemExit(f"`swift sft` failed with exit code {ret.returncode}; see its log above and "
-                         f"{output_dir}/v*/logging.jsonl")
+        logs = []
+        for new_run in sorted(set(_version_dirs(output_dir)) - runs_before):
+            if any(new_run.glob("checkpoint-*")):
+                logs += [str(p) for p in new_run.glob("logging.jsonl")]
+            else:  # nothing to resume from: an empty v<N>-* would only look like a run
+                shutil.rmtree(new_run, ignore_errors=True)
+        raise SystemExit(f"`swift sft` failed with exit code {ret.returncode}; its error is in the messages above "
+                         f"(in the recipe: {output_dir}/sft.log){'; training log: ' + logs[0] if logs else ''}")
     ckpt = resolve_checkpoint(output_dir, args.select)
     link = link_adapter(output_dir, ckpt)
     logging.info("adapter: %s -> %s", link, ckpt)

@@ -3,23 +3,34 @@
 
 For every data dir ``D`` given with ``--data-dirs``:
 
-- ``D/text.orig``: the transcripts as stage 0 wrote them (copied once from ``D/text``, byte for byte).
+- ``D/text.orig``: the transcripts as stage 0 wrote them (copied once from ``D/text``), with later hand
+  corrections of ``D/text`` folded in (below).
 - ``D/text``: normalised in place (``vallr_pin.text.normalize``), Hanzi only; utterances that normalise to
   nothing are left out.
 - ``D/empty_text``: ``<utt> <reason>`` for those left out (reason ``empty_original`` or
   ``no_hanzi_after_normalization``). The recipe runs ``utils/fix_data_dir.sh D`` afterwards so that
   ``video.scp``/``utt2spk``/``feats.scp`` drop them as well and stage 1 / training skip them.
+- ``D/text.sha1``: ``<utt> <sha1>`` of each line written to ``D/text`` (how a later hand correction is seen).
 - ``D/text_pinyin``: ``<utt> syl syl ...``, one toneless syllable per character (``vallr_pin.text.pinyin``).
 
 From ``--train-dir`` only: ``<token-list-dir>/char/tokens.txt`` and ``<token-list-dir>/pinyin/tokens.txt``
 (ESPnet order, see ``vallr_pin.text.token_list``).
 
 Re-running is idempotent: once ``text.orig`` exists, normalisation starts from it, so the outputs are identical.
-``text`` counts as our own output when every key is in ``text.orig`` and every value is already normalised; then
-the utterances are those of ``text`` (which ``fix_data_dir.sh`` may have filtered) plus those listed as empty.
-Otherwise ``text`` was rewritten (stage 0 re-run) and it replaces ``text.orig``. Stage 0 scripts should delete
-``text.orig`` when they write a fresh ``text`` so that a re-written, already-clean ``text`` is not mistaken for
-ours.
+``D/text.sha1`` records, per utterance, the SHA-1 of the line this stage wrote to ``text``. On a re-run a line of
+``text`` whose hash still matches is ours and is normalised again from ``text.orig``; an utterance missing from
+``text`` stays out (``fix_data_dir.sh`` filtered it), except those listed as empty. A line whose hash differs
+(or a new utterance) was changed after stage 2: a transcript corrected by hand, as a Kaldi or ESPnet user would
+correct ``data/<set>/text``. That line becomes the utterance's new original: it replaces the utterance's line in
+``text.orig`` and is normalised like any other, so the correction survives every later re-run. When every line
+changed, ``text`` was rewritten as a whole (stage 0 re-run) and replaces ``text.orig``. Stage 0 scripts delete
+``text.orig`` when they write a fresh ``text``. (Without ``text.sha1``, from an older run, a line counts as ours
+when it equals the normalised ``text.orig`` line.)
+
+Every file is read as UTF-8: a GBK transcript stops the stage with one line naming the file and line and the
+``iconv`` command that converts it, before any data dir is rewritten, so after the conversion the re-run starts from
+the converted ``text`` (a ``text.orig`` that is not UTF-8 is replaced by it as well). A UTF-8 byte-order mark is
+dropped with a warning.
 
 Example::
 
@@ -30,8 +41,8 @@ Example::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
-import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -39,7 +50,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
-from vallr_pin.datadir import atomic_open, read_kv, write_kv
+from vallr_pin.cli import add_log_level, user_errors
+from vallr_pin.datadir import NotUtf8Error, read_kv, write_kv
 from vallr_pin.text.normalize import normalize_text
 from vallr_pin.text.pinyin import UNK as PINYIN_UNK
 from vallr_pin.text.pinyin import pinyin_string, syllable_inventory
@@ -50,9 +62,6 @@ from vallr_pin.text.token_list import (
     pinyin_tokens,
     write_token_list,
 )
-
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
-
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -93,44 +102,61 @@ def get_parser() -> argparse.ArgumentParser:
         "inventory); 'gb2312': also append every toneless reading of the GB2312 Hanzi not seen in training, "
         "so dev/test syllables are never <unk>.",
     )
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"],
-        help="Logging level.",
-    )
+    add_log_level(parser)
     return parser
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    with open(src, "rb") as fin, atomic_open(dst, "wb") as fout:
-        shutil.copyfileobj(fin, fout)
+def _line_sha1(value: str) -> str:
+    return hashlib.sha1(value.encode("utf-8")).hexdigest()
 
 
 def load_original_text(data_dir: Path) -> Dict[str, str]:
-    """The un-normalised transcripts of ``data_dir`` (from ``text.orig`` once it exists, see module doc)."""
-    text_path, orig_path = data_dir / "text", data_dir / "text.orig"
-    if not orig_path.exists():
-        if not text_path.exists():
+    """The un-normalised transcripts of ``data_dir``: ``text.orig`` with the lines of ``text`` that changed
+    since this stage wrote them folded in (see the module doc). Updates ``text.orig`` (atomically) when it
+    changes."""
+    text_path, orig_path, sums_path = data_dir / "text", data_dir / "text.orig", data_dir / "text.sha1"
+    # read text first: a text that is not UTF-8 stops here, before it can become a stale text.orig
+    current = read_kv(text_path) if text_path.exists() else None
+    original = None
+    if orig_path.exists():
+        try:
+            original = read_kv(orig_path)
+        except NotUtf8Error as e:
+            if current is None:
+                raise
+            logging.warning(f"{e}; {text_path} is UTF-8, so it replaces {orig_path}")
+    if original is None:
+        if current is None:
             raise FileNotFoundError(f"{text_path}: no transcripts; run stage 0 (local/data.sh) for {data_dir}")
-        _copy_atomic(text_path, orig_path)
-        return read_kv(orig_path)
-
-    original = read_kv(orig_path)
-    if not text_path.exists():
+        write_kv(orig_path, current)
+        return current
+    if current is None:
         logging.warning(f"{text_path} is missing; re-creating it from {orig_path}")
         return original
-    current = read_kv(text_path)
-    ours = all(utt in original for utt in current) and all(normalize_text(v) == v for v in current.values())
-    if not ours:
+
+    written = read_kv(sums_path) if sums_path.exists() else None
+
+    def ours(utt: str, value: str) -> bool:
+        if written is not None:
+            return written.get(utt) == _line_sha1(value)
+        return utt in original and normalize_text(original[utt]) == value
+
+    changed = {utt: value for utt, value in current.items() if not ours(utt, value)}
+    if changed and len(changed) == len(current):
         logging.warning(
-            f"{text_path} was rewritten after {orig_path} (stage 0 re-run?): taking it as the new original"
-        )
-        _copy_atomic(text_path, orig_path)
-        return read_kv(orig_path)
+            f"{text_path} was rewritten after {orig_path} (stage 0 re-run?): taking it as the new original")
+        write_kv(orig_path, current)
+        return current
     # Keep the utterance set of our previous output (fix_data_dir.sh may have removed some since) plus the
     # utterances that were left out as empty, so empty_text comes out the same again.
-    return {utt: raw for utt, raw in original.items() if utt in current or normalize_text(raw) == ""}
+    merged = {utt: raw for utt, raw in original.items() if utt in current or normalize_text(raw) == ""}
+    if changed:
+        merged.update(changed)
+        logging.warning(
+            f"{text_path}: {len(changed)} utterance(s) changed since stage 2 wrote it (e.g. "
+            f"{', '.join(sorted(changed)[:3])}): taking them as corrected transcripts and updating {orig_path}")
+        write_kv(orig_path, {**original, **changed})
+    return merged
 
 
 def prepare_data_dir(data_dir: Path) -> Tuple[Dict[str, str], Dict[str, str], Counter]:
@@ -162,6 +188,7 @@ def prepare_data_dir(data_dir: Path) -> Tuple[Dict[str, str], Dict[str, str], Co
     write_kv(data_dir / "text_pinyin", text_pinyin)
     write_kv(data_dir / "empty_text", empty)
     write_kv(data_dir / "text", text)
+    write_kv(data_dir / "text.sha1", {utt: _line_sha1(value) for utt, value in text.items()})
     if empty:
         logging.warning(
             f"{data_dir}: {len(empty)} utterances have no Hanzi after normalisation and were left out of "
@@ -178,7 +205,11 @@ def _oov_rate(sequences: List[List[str]], vocab: set) -> float:
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
+    with user_errors(args.log_level):
+        run(args, argv)
+
+
+def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> None:
     cmd = [sys.executable, "-m", "vallr_pin.bin.prepare_text"] + list(sys.argv[1:] if argv is None else argv)
     logging.info(f"Command: {' '.join(cmd)}")
 
@@ -186,6 +217,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     train_dir = Path(args.train_dir)
     if all(d.resolve() != train_dir.resolve() for d in data_dirs):
         data_dirs.append(train_dir)
+    for d in data_dirs:  # every transcript readable (UTF-8) before any data dir is rewritten
+        if (d / "text").exists():
+            read_kv(d / "text")
 
     results = {}
     for d in data_dirs:

@@ -7,6 +7,11 @@ Writes into ``--out-dir`` (normally ``<decode dir>/score_cer``), each file atomi
   summary.json       {"cer", "sub", "del", "ins", "n_ref", "ser", "n_sent", ...}; written last, so its presence
                      means the scoring finished
 
+Reference and hypothesis go through the same normaliser first, stage 2's (``vallr_pin.text.normalize``: Hanzi
+only, punctuation, spaces and Latin dropped, digits read out), so the punctuation of a reference that was never
+normalised is not counted against the hypothesis (a warning names such a reference); a decoder's ``<unk>``
+stays one character. The trn files hold the normalised texts.
+
 Our counts and sclite's must agree exactly per utterance; if they do not, this exits non-zero and writes no
 summary.json.
 
@@ -21,16 +26,13 @@ import argparse
 import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open, read_kv
-from vallr_pin.scoring.cer import CorpusScore, UttScore, score_corpus
+from vallr_pin.scoring.cer import CorpusScore, UttScore, normalize_transcripts, score_corpus
 from vallr_pin.scoring.sclite import compare_with_sclite, find_sclite, run_sclite, trn_id, write_trn
-
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
-
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -61,7 +63,7 @@ def get_parser() -> argparse.ArgumentParser:
         help="Score utterances whose reference is empty (their hypothesis characters count as insertions, "
         "N=0) instead of stopping with an error naming the utterance.",
     )
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Logging level.")
+    add_log_level(parser)
     return parser
 
 
@@ -106,6 +108,14 @@ def score_files(
     refs, hyps = read_kv(ref), read_kv(hyp)
     if not refs:
         raise ValueError(f"{ref}: no utterances; nothing to score")
+    raw_refs = refs
+    refs, hyps, changed = normalize_transcripts(refs, hyps)
+    if changed:
+        logging.warning(
+            "%s: %d reference utterance(s) are not normalised, e.g. %s '%s'; scored after the stage-2 normaliser "
+            "like the hypotheses (punctuation, spaces and Latin do not count): normalise the reference with "
+            "python -m vallr_pin.bin.prepare_text to score what you see", ref, len(changed), changed[0],
+            raw_refs[changed[0]])
     score = score_corpus(refs, hyps, allow_empty_ref=allow_empty_ref, ref_name=str(ref), hyp_name=str(hyp))
     missing = score.missing_hyp
     if missing:
@@ -156,12 +166,8 @@ def score_files(
 
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
-    try:
+    with user_errors(args.log_level, catch=(ValueError, OSError, RuntimeError)):
         score = score_files(args.ref, args.hyp, args.out_dir, args.utt2spk, args.sclite, args.allow_empty_ref)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
     print(score.summary_line())
     logging.info("wrote %s", Path(args.out_dir) / "summary.json")
 

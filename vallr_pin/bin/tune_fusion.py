@@ -29,11 +29,11 @@ import logging
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open, read_kv, write_kv
 from vallr_pin.llm.fusion import DEFAULT_LENGTH_BONUSES, DEFAULT_LLM_WEIGHTS, ScoredNbest, tune
 from vallr_pin.llm.guard import OutputGuard
 
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -48,6 +48,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--length-bonuses", type=float, nargs="+", default=list(DEFAULT_LENGTH_BONUSES),
                    help="grid of per-character length bonuses")
     p.add_argument("--vsr-weight", type=float, default=1.0, help="weight of the VSR beam score (fixed: the scale)")
+    add_log_level(p)
     return p
 
 
@@ -69,7 +70,11 @@ def load_guard(d: Path) -> OutputGuard:
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    with user_errors(args.log_level):
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> dict:
     tune_dir = Path(args.tune_dir)
     refs = read_kv(args.ref)
     nbests = [ScoredNbest.from_record(r) for r in read_records(tune_dir)]

@@ -26,6 +26,9 @@ _THINK_RE = re.compile(r"<think>.*?</think>", re.S)
 # "修正后的句子：", "答案:", "Corrected sentence:", "输出：" ... : a short label ending in a colon at line start.
 _PREFIX_RE = re.compile(r"^\s*[^\n:：]{0,32}?[:：]\s*")
 _PAREN_RE = re.compile(r"[（(][^（()）]*[)）]")
+# The prompt numbers its candidates ("1. ..."), and an answer may echo that numbering ("1. 我想去银行", "2.",
+# "10.", "1、", "1)"); left in, the normaliser would read the digit as 一. A dot followed by a digit is a decimal.
+_NUMBERING_RE = re.compile(r"^\s*[0-9０-９]{1,3}\s*(?:[.．](?![0-9０-９])|[、)）])\s*")
 
 REASONS = ("empty", "not_chinese", "too_long", "too_short", "too_different", "no_candidates")
 
@@ -57,14 +60,14 @@ class OutputGuard:
 
     @staticmethod
     def extract(raw: str) -> str:
-        """The answer line of a raw generation: think blocks and label prefixes removed, first line with
-        content kept (explanations usually follow on later lines). Punctuation is still in."""
+        """The answer line of a raw generation: think blocks, label prefixes and list numbering removed, first
+        line with content kept (explanations usually follow on later lines). Punctuation is still in."""
         text = _THINK_RE.sub("", raw or "")
         # an unclosed <think> means the budget ran out while thinking: nothing after it is an answer
         text = text.split("<think>")[0].replace("</think>", "")
         # parenthesised remarks ("（把田改成天）") are explanations, not transcript
         text = _PAREN_RE.sub("", text)
-        lines = [_PREFIX_RE.sub("", line, count=1) for line in text.splitlines()]
+        lines = [_NUMBERING_RE.sub("", _PREFIX_RE.sub("", line, count=1), count=1) for line in text.splitlines()]
         # prefer the first line with Hanzi (an English preamble may come first); else the first with letters,
         # so that an all-English answer is reported as "not_chinese" rather than "empty"
         for line in lines:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+from vallr_pin.text.normalize import normalize_text
+
 # sclite's default word weights (SCTK word.c, wwd_WORD).
 SUB_COST = 4
 INS_COST = 3
@@ -36,6 +38,36 @@ class EmptyReferenceError(ValueError):
 def normalize_for_scoring(text: str) -> str:
     """Remove all whitespace; nothing else (the texts are normalised by stage 2 / the LLM output guard)."""
     return "".join(text.split())
+
+
+# A decoder's <unk> token: one character that matches no reference character, so it counts as one error (not
+# five for "<", "u", "n", "k", ">", nor none if the normaliser dropped it).
+UNK_TOKEN = "<unk>"
+UNK_CHAR = "\ufffd"
+
+
+def normalize_reference(text: str) -> str:
+    """A reference transcript as the scorer counts it: the stage-2 normaliser (Hanzi only: punctuation,
+    spaces and Latin dropped, digits read out, see ``vallr_pin.text.normalize``)."""
+    return normalize_text(text)
+
+
+def normalize_hypothesis(text: str) -> str:
+    """A hypothesis normalised exactly as the reference, except that each ``<unk>`` stays one character."""
+    return UNK_CHAR.join(normalize_text(part) for part in text.split(UNK_TOKEN))
+
+
+def normalize_transcripts(
+    refs: Mapping[str, str], hyps: Mapping[str, str]
+) -> Tuple[Dict[str, str], Dict[str, str], List[str]]:
+    """Both sides through the same normaliser, so that a reference's punctuation is no error of the hypothesis.
+
+    Returns ``(refs, hyps, changed)``: the normalised texts and the reference utterances the normaliser
+    changed (beyond whitespace), which the caller reports: stage 2 normally did that already."""
+    nrefs = {utt: normalize_reference(t) for utt, t in refs.items()}
+    nhyps = {utt: normalize_hypothesis(t) for utt, t in hyps.items()}
+    changed = [utt for utt, t in refs.items() if nrefs[utt] != "".join(t.split())]
+    return nrefs, nhyps, changed
 
 
 def align(ref: Sequence[str], hyp: Sequence[str]) -> List[AlignedPair]:

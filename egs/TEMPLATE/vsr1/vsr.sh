@@ -103,6 +103,7 @@ help_message=$(sed -n '2,/^set -euo/p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set 
 . ./cmd.sh
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "Error: unexpected arguments: $*"; exit 2; }
+case "${nj}" in ''|*[!0-9]*|0) log "Error: --nj ${nj}: the number of parallel jobs must be a whole number >= 1"; exit 2 ;; esac
 
 vsr_exp=${expdir}/vsr_${vsr_tag}
 char_exp=${expdir}/vsr_${char_tag}
@@ -119,6 +120,17 @@ run_stage() {  # run_stage N title: true when N is selected; logs and times it
   log "Stage $1: $2"
   stage_start=$SECONDS
 }
+# Input checks: the first lines of every stage say what it reads, so that a stage run alone without its
+# inputs stops with one line naming the missing file and the stage that writes it.
+need() {  # need <stage that writes them> <file>...
+  local s=$1 f; shift
+  for f in "$@"; do
+    [ -e "${f}" ] || { log "Error: ${f} is missing: run stage ${s} first (./run.sh --stage ${s})"; exit 1; }
+  done
+}
+need_ckpts() {  # stages 6 and 7 read the checkpoints stage 4 kept
+  [ -n "$(kept_ckpts)" ] || { log "Error: no checkpoints in ${vsr_exp}/ckpt_keep (keep_epochs in ${vsr_config}): run stage 4 first (./run.sh --stage 4)"; exit 1; }
+}
 end_stage() {  # record "stage N seconds" (latest run wins) for RESULTS.md
   local n=$1 t=$((SECONDS - stage_start))
   { [ -f "${timing}" ] && grep -v "^stage $n " "${timing}"; echo "stage $n $t"; } | sort -n -k2 > "${timing}.tmp" || true
@@ -133,6 +145,7 @@ if run_stage 0 "data preparation (local/data.sh)"; then
 fi
 
 if run_stage 1 "lip ROI extraction -> ${dumpdir}/roi"; then
+  for dset in ${all_sets}; do need 0 "data/${dset}/video.scp" "data/${dset}/text" "data/${dset}/utt2spk"; done
   for dset in ${all_sets}; do
     src=data/${dset}; dir=${dumpdir}/roi/${dset}
     mkdir -p "${dir}/log"
@@ -161,13 +174,13 @@ if run_stage 1 "lip ROI extraction -> ${dumpdir}/roi"; then
 fi
 
 if run_stage 2 "text normalisation, toneless pinyin, token lists"; then
+  for dset in ${all_sets}; do need 0 "data/${dset}/text"; need 1 "${dumpdir}/roi/${dset}/feats.scp"; done
   data_dirs=""; for dset in ${all_sets}; do data_dirs+=" data/${dset}"; done
   # shellcheck disable=SC2086
   ${python} -m vallr_pin.bin.prepare_text --data-dirs ${data_dirs} --train-dir "data/${train_set}" \
     --token-list-dir "${token_list_dir}" --pinyin-extra-syllables "${pinyin_extra_syllables}"
   for dset in ${all_sets}; do
     dir=${dumpdir}/roi/${dset}
-    [ -f "${dir}/feats.scp" ] || { log "Error: ${dir}/feats.scp missing: run stage 1 first"; exit 1; }
     cp "data/${dset}/text" "data/${dset}/text_pinyin" "data/${dset}/utt2spk" "${dir}/"
     utils/fix_data_dir.sh "${dir}"
   done
@@ -197,6 +210,8 @@ check_frame_files() {  # the per-frame training data named by --frame_targets / 
 }
 
 if run_stage 3 "ESPnet collect-stats -> ${stats_dir}"; then
+  need 2 "${token_list_dir}/char/tokens.txt" "${token_list_dir}/pinyin/tokens.txt"
+  for dset in ${train_set} ${valid_set}; do need 1 "${dumpdir}/roi/${dset}/feats.scp"; need 2 "${dumpdir}/roi/${dset}/text_pinyin"; done
   check_frame_files
   mkdir -p "${stats_dir}/log"
   # In collect-stats mode ESPnet takes the key lists as shape files and writes the real shapes.
@@ -222,6 +237,7 @@ train_model() {  # train_model <exp dir> <config>
 }
 
 if run_stage 4 "train ${vsr_exp} (and ${char_tag:+${char_exp}})"; then
+  need 3 "${stats_dir}/train/video_shape" "${stats_dir}/valid/video_shape"
   check_frame_files
   if [ "${train_in_parallel}" = true ] && [ -n "${char_tag}" ]; then
     train_model "${vsr_exp}" "${vsr_config}" & pid=$!
@@ -293,6 +309,8 @@ score_dir() {  # score_dir <ref text> <dir with text>
 }
 
 if run_stage 5 "decode ${test_sets} with ${inference_model}, score CER"; then
+  for mexp in ${vsr_exp} ${char_tag:+${char_exp}}; do need 4 "${mexp}/config.yaml" "${mexp}/${inference_model}"; done
+  for dset in ${test_sets}; do need 1 "${dumpdir}/roi/${dset}/feats.scp"; need 2 "${dumpdir}/roi/${dset}/text_pinyin"; done
   for mexp in ${vsr_exp} ${char_tag:+${char_exp}}; do
     for dset in ${test_sets}; do
       dir=${mexp}/decode_${decode_tag}_${inference_model%.pth}/${dset}
@@ -307,12 +325,14 @@ fi
 
 kept_ckpts() {  # the early/mid/late checkpoints stage 6 decodes (names without .pth), in epoch order
   if [ -n "${nbest_ckpts}" ]; then echo "${nbest_ckpts}"; return; fi
+  [ -d "${vsr_exp}/ckpt_keep" ] || return 0  # (find would fail, and pipefail end the script with no message)
   find "${vsr_exp}/ckpt_keep" -maxdepth 1 -name '*epoch.pth' 2>/dev/null | xargs -r -n1 basename | sort -n | sed 's/\.pth$//' | tr '\n' ' '
 }
 
 if run_stage 6 "N-best dumping on ${nbest_sets} from the kept checkpoints"; then
+  need 4 "${vsr_exp}/config.yaml"; need_ckpts
+  for dset in ${nbest_sets}; do need 1 "${dumpdir}/roi/${dset}/feats.scp"; need 2 "${dumpdir}/roi/${dset}/text_pinyin"; done
   ckpts=$(kept_ckpts)
-  [ -n "${ckpts}" ] || { log "Error: no checkpoints in ${vsr_exp}/ckpt_keep (keep_epochs in ${vsr_config}); run stage 4"; exit 1; }
   log "  checkpoints: ${ckpts}"
   if [ -n "${nbest_train_subset}" ]; then
     ${python} -m vallr_pin.bin.subset_data_dir --src "${dumpdir}/roi/${train_set}" \
@@ -331,6 +351,10 @@ if run_stage 6 "N-best dumping on ${nbest_sets} from the kept checkpoints"; then
 fi
 
 if run_stage 7 "LLM instruction data -> ${expdir}/llm_data"; then
+  need_ckpts
+  for ckpt in $(kept_ckpts); do
+    need 6 "${vsr_exp}/decode_${decode_tag}_${ckpt}/${nbest_train}/nbest.jsonl" "${vsr_exp}/decode_${decode_tag}_${ckpt}/${valid_set}/nbest.jsonl"
+  done
   train_nbest=""; dev_nbest=""
   for ckpt in $(kept_ckpts); do
     train_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${nbest_train}/nbest.jsonl"
@@ -344,6 +368,7 @@ fi
 
 if run_stage 8 "ms-swift LoRA SFT -> ${llm_exp}"; then
   [ -n "${llm_model}" ] || { log "Error: set llm_model= (a local model directory) in run.sh or --llm_model"; exit 1; }
+  need 7 "${expdir}/llm_data/train.jsonl"
   mkdir -p "${llm_exp}"
   ${cuda_cmd} --gpu "${ngpu}" "${llm_exp}/sft.log" \
     ${python} -m vallr_pin.bin.llm_sft --config "${llm_sft_config}" --model "${llm_model}" \
@@ -354,6 +379,10 @@ fi
 
 if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
   [ -n "${llm_model}" ] || { log "Error: set llm_model= (a local model directory) in run.sh or --llm_model"; exit 1; }
+  need 8 "${llm_exp}/adapter"
+  for dset in ${test_sets} $([ "${llm_tune_fusion}" = true ] && echo "${valid_set}"); do
+    need 5 "${vsr_exp}/decode_${decode_tag}_${inference_model%.pth}/${dset}/nbest.jsonl"
+  done
   decode_dir=decode_${decode_tag}_${inference_model%.pth}
   refine_sets=${test_sets}
   if [ "${llm_tune_fusion}" = true ]; then
