@@ -14,6 +14,7 @@ import pytest
 from video_testdata import write_astronaut_video, write_frames_video
 
 from vallr_pin.bin import lip_roi
+from vallr_pin.video.roi_dump import merge_jobs
 from vallr_pin.datadir import read_kv, write_kv
 from vallr_pin.video.decode import VideoClip, read_video
 from vallr_pin.video.landmarks import get_detector
@@ -60,7 +61,7 @@ def test_failures_go_to_failed_and_merge(corpus, tmp_path):
         lip_roi.main(["--video-scp", str(tmp_path / f"video.{job}.scp"), "--text", str(root / "text"),
                       "--out-dir", str(out), "--job-id", str(job)])
     with pytest.raises(RuntimeError, match=r"jobs \[3\]"):
-        lip_roi.merge_jobs(str(out), 3)
+        merge_jobs(str(out), 3)
     lip_roi.main(["--merge", "--out-dir", str(out), "--nj", "2"])
 
     failed = read_kv(out / "failed")
