@@ -1,5 +1,6 @@
 """Stage 1 entry point `python -m vallr_pin.bin.lip_roi`: failures per utterance, merge, resume after kill -9."""
 
+import json
 import os
 import signal
 import subprocess
@@ -80,6 +81,9 @@ def test_failures_go_to_failed_and_merge(corpus, tmp_path):
     assert read_kv(out / "utt2num_frames") == {"spk1-good1": "12", "spk1-good2": "15"}
     assert read_kv(out / "feats_shape") == {"spk1-good1": f"12,{D}", "spk1-good2": f"15,{D}"}
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    # the crop settings a packed model needs (vallr_pin.bin.pack_model reads them from here)
+    roi_conf = json.loads((out / "roi_conf.json").read_text())
+    assert (roi_conf["roi_size"], roi_conf["mouth_width_frac"], roi_conf["detector"]) == (96, 0.45, "mediapipe")
 
     # Re-running a finished job skips it (the ark is not rewritten); a changed option redoes it.
     ark = out / "feats.1.ark"

@@ -1,7 +1,8 @@
 """One video file -> aligned grey mouth ROI features, with a one-line reason when it cannot be done.
 
-This is stage 1's per-utterance step (``vallr_pin.bin.lip_roi`` runs it in the Kaldi-ark jobs of
-:mod:`vallr_pin.video.roi_dump`), below the entry point so that other callers can share it:
+This is stage 1's per-utterance step, shared by ``vallr_pin.bin.lip_roi`` (the recipe's Kaldi-ark jobs, see
+:mod:`vallr_pin.video.roi_dump`) and by ``vallr_pin.bin.recognize`` / :class:`vallr_pin.Recognizer` (a packed
+model on a user's videos), so a packed model sees exactly the crop its training data was cut with:
 
     decode (decord, nearest-frame resampling to ``fps``, :mod:`vallr_pin.video.decode`)
     -> 5-point landmarks per frame (a detector, or a precomputed ``landmarks.scp``, :mod:`~vallr_pin.video.landmarks`)
@@ -178,3 +179,41 @@ def extract_utterance(
     timing["crop"] = timing.get("crop", 0.0) + time.process_time() - t1
     return rois.reshape(rois.shape[0], -1)
 
+
+def roi_from_crop_video(video_path: str, cfg: RoiConfig, info: Optional[Dict] = None) -> np.ndarray:
+    """uint8 (T, roi*roi) from a video that already is a mouth crop: decoded and resampled like any video, grey,
+    the centred square cut out of it and resized to ``cfg.roi_size`` (area interpolation); no landmarks."""
+    import cv2
+
+    from vallr_pin.video.decode import VideoClip, VideoReadError, rgb_to_grey
+
+    try:
+        clip = VideoClip(video_path, target_fps=cfg.fps, num_threads=cfg.decode_threads)
+        frames = np.concatenate([rgb_to_grey(c) for c in clip.iter_chunks(cfg.chunk_size)], axis=0)
+    except VideoReadError as e:
+        raise UtteranceFailed(f"unreadable_video: {e.reason}")
+    if info is not None:
+        info.update(source_fps=clip.source_fps, source_frames=clip.num_source_frames, frames=clip.num_frames)
+    t, h, w = frames.shape
+    side = min(h, w)
+    y0, x0 = (h - side) // 2, (w - side) // 2
+    size = (cfg.roi_size, cfg.roi_size)
+    out = np.stack([cv2.resize(f[y0:y0 + side, x0:x0 + side], size, interpolation=cv2.INTER_AREA) for f in frames])
+    return out.reshape(t, -1)
+
+
+def write_roi_video(path, rois: np.ndarray, fps: float) -> None:
+    """Write uint8 (T, H*W) square crops as a small grey mp4 ('mp4v') at ``fps``, atomically (tmp + rename)."""
+    import os
+
+    import cv2
+
+    side = int(round(np.sqrt(rois.shape[1])))
+    path = str(path)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path[:-4] + ".tmp.mp4" if path.endswith(".mp4") else path + ".tmp.mp4"
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), (side, side))
+    for frame in rois.reshape(-1, side, side):
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    os.replace(tmp, path)

@@ -7,11 +7,13 @@ Per job (``job_id`` J) :func:`run_job` writes in ``out_dir``:
     utt2num_frames.J     <utt> T
     feats_shape.J        <utt> T,H*W
     failed.J             <utt> <reason>      (unreadable/corrupt video, no face, too few frames, bad landmarks)
+    roi_conf.J.json      the settings that shaped the crop (RoiConfig output fields, detector or null for
+                         precomputed landmarks): what ``vallr_pin.bin.pack_model`` gives a packed model
     feats.J.done         fingerprint of the job's inputs and settings (the done marker)
 
 Without a job id the same files are written without the ``.J`` part (feats.scp, feats.ark, ...).
 :func:`merge_jobs` concatenates the N jobs' files into {feats.scp, utt2num_frames, feats_shape, failed}, sorted,
-atomically.
+atomically, and writes roi_conf.json (the jobs must agree on it).
 
 Why uint8 numpy payloads: a 96x96 grey frame is 9 KB instead of 36 KB as a float Kaldi matrix, and kaldiio
 (which ESPnet's loaders use) reads it back as is; Kaldi's own binaries cannot read it, nothing here needs them.
@@ -49,6 +51,7 @@ def job_paths(out_dir: str, job_id: Optional[int]) -> Dict[str, str]:
         "ark": os.path.join(out_dir, f"feats{sfx}.ark"),
         "scp": os.path.join(out_dir, f"feats{sfx}.scp"),
         "done": os.path.join(out_dir, f"feats{sfx}.done"),
+        "roi_conf": os.path.join(out_dir, f"roi_conf{sfx}.json"),
     }
     paths["ark_tmp"] = paths["ark"] + ".tmp"
     paths["scp_tmp"] = paths["scp"] + ".tmp"
@@ -57,12 +60,19 @@ def job_paths(out_dir: str, job_id: Optional[int]) -> Dict[str, str]:
     return paths
 
 
+def roi_settings(cfg: RoiConfig, precomputed_landmarks: bool) -> Dict:
+    """The settings a job's crops were made with (roi_conf.J.json): output fields plus the detector (None when
+    the landmarks were precomputed)."""
+    settings = cfg.output_settings()
+    settings["detector"] = None if precomputed_landmarks else cfg.detector
+    return settings
+
+
 def fingerprint(cfg: RoiConfig, videos: Dict[str, str], landmarks: Optional[Dict[str, str]],
                 texts: Optional[Dict[str, str]]) -> str:
     """What a finished job was made from: its input lines and every setting that changes the output."""
     h = hashlib.sha256()
-    settings = cfg.output_settings()
-    settings["detector"] = None if landmarks is not None else cfg.detector
+    settings = roi_settings(cfg, landmarks is not None)
     h.update(json.dumps(settings, sort_keys=True).encode())
     for utt in sorted(videos):
         # The transcript counts only through its character count (the frames check): stage 2 normalises
@@ -80,12 +90,12 @@ def _job_is_done(paths: Dict[str, str], fp: str) -> bool:
                 return False
     except FileNotFoundError:
         return False
-    return all(os.path.exists(paths[k]) for k in ("scp",) + OUTPUT_LISTS)
+    return all(os.path.exists(paths[k]) for k in ("scp", "roi_conf") + OUTPUT_LISTS)
 
 
 def _remove_job_outputs(paths: Dict[str, str]) -> None:
     # Marker and scp first: from here on nothing claims the (possibly partial) ark is valid.
-    for key in ("done", "scp", "scp_tmp") + OUTPUT_LISTS + ("ark", "ark_tmp"):
+    for key in ("done", "scp", "scp_tmp", "roi_conf") + OUTPUT_LISTS + ("ark", "ark_tmp"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(paths[key])
 
@@ -170,6 +180,9 @@ def run_job(cfg: RoiConfig, video_scp: str, out_dir: str, job_id: Optional[int] 
     write_kv(paths["utt2num_frames"], num_frames)
     write_kv(paths["feats_shape"], shapes)
     write_kv(paths["failed"], failed)
+    with atomic_open(paths["roi_conf"]) as f:
+        json.dump(roi_settings(cfg, landmarks is not None), f, sort_keys=True)
+        f.write("\n")
     with atomic_open(paths["done"]) as f:
         f.write(fp + "\n")
     if detector is not None and hasattr(detector, "close"):
@@ -202,6 +215,16 @@ def merge_jobs(out_dir: str, nj: int) -> Tuple[int, int]:
                 if utt in table:
                     raise RuntimeError(f"{paths[key]}: utterance '{utt}' also appears in another job; re-split the data")
                 table[utt] = value
+    confs = {}
+    for j in range(1, nj + 1):
+        with contextlib.suppress(FileNotFoundError):
+            confs[j] = Path(job_paths(out_dir, j)["roi_conf"]).read_text(encoding="utf-8")
+    if len(set(confs.values())) > 1:
+        raise RuntimeError(f"{out_dir}: jobs were run with different crop settings ({job_paths(out_dir, 1)['roi_conf']} "
+                           "and others differ); re-run stage 1 with one set of options")
+    if confs:
+        with atomic_open(os.path.join(out_dir, "roi_conf.json")) as f:
+            f.write(next(iter(confs.values())))
     write_kv(os.path.join(out_dir, "utt2num_frames"), merged["utt2num_frames"])
     write_kv(os.path.join(out_dir, "feats_shape"), merged["feats_shape"])
     write_kv(os.path.join(out_dir, "failed"), merged["failed"])
