@@ -169,7 +169,8 @@ def test_bad_inputs_each_get_a_reason_and_the_batch_goes_on(mini_recipe, packed,
            "f_short": str(tmp_path / "oneframe.mp4")}
     (tmp_path / "video.scp").write_text("".join(f"{u} {p}\n" for u, p in scp.items()))
     proc = _run(["vallr_pin.bin.recognize", "--model", str(packed), "--no-llm", "--video-scp",
-                 str(tmp_path / "video.scp"), "--output", str(tmp_path / "out.jsonl"), "--no-progress"],
+                 str(tmp_path / "video.scp"), "--output", str(tmp_path / "out.jsonl"), "--save-roi",
+                 str(tmp_path / "roi"), "--no-progress"],
                 mini_recipe, check=False)
     assert proc.returncode == 1, proc.stderr[-3000:]
     rows = {r["utt"]: r for r in _jsonl((tmp_path / "out.jsonl").read_text(encoding="utf-8"))}
@@ -181,10 +182,10 @@ def test_bad_inputs_each_get_a_reason_and_the_batch_goes_on(mini_recipe, packed,
     assert ("6 videos, 1 recognised, 5 failed (empty_file: 1, missing_file: 1, no_face: 1, too_short: 1, "
             "unreadable_video: 1); without LLM refinement") in proc.stderr
 
+    assert sorted(p.name for p in (tmp_path / "roi").iterdir()) == ["a_good.mp4"]
+
     # --roi-input: the crop recognize saved is itself a mouth-crop video
-    _run(["vallr_pin.bin.recognize", "--model", str(packed), "--no-llm", good, "--save-roi", str(tmp_path / "roi"),
-          "--output", str(tmp_path / "a.jsonl"), "--no-progress"], mini_recipe)
-    crop = tmp_path / "roi" / f"{Path(good).stem}.mp4"
+    crop = tmp_path / "roi" / "a_good.mp4"
     out = _run(["vallr_pin.bin.recognize", "--model", str(packed), "--no-llm", "--roi-input", str(crop),
                 "--no-progress"], mini_recipe)
     (r,) = _jsonl(out.stdout)
