@@ -229,7 +229,7 @@ def test_pinyin_rescoring_reranks_the_beam_by_the_pinyin_branch(trained):
     """--pinyin_rescore_weight w: every hypothesis's score becomes its beam score + w * the pinyin branch's
     joint CTC/attention log-likelihood of its reading, the N-best is re-sorted by that, and the pinyin score
     itself is what the branch says (CTC part = -CTC loss of the reading; a wrong reading scores lower)."""
-    from vallr_pin.bin.vsr_inference import VideoToText
+    from vallr_pin.decoding.search import VideoToText
 
     data, exp = trained["data"], trained["exp"]
     model = str(exp / "ckpt_keep" / f"{MAX_EPOCH}epoch.pth")

@@ -1,6 +1,6 @@
 """The embedded default recipe, egs/mini_cnvsrc/vsr1, through all ten stages in a reduced configuration.
 
-The recipe is copied into a temporary egs/ tree (vsr.sh, path.sh and utils linked to this checkout) so the
+The recipe is copied into a temporary egs/ tree (test/mini_recipe.py, a session fixture of conftest.py) so the
 test never touches a user's demo outputs. The corpus is 3+1+1 speakers x 4 utterances, training 2 epochs, LoRA
 a few steps: it checks that the stages fit together and that re-running one stage reproduces its outputs
 without touching earlier ones, not how well the model reads lips (that is `make demo` and RESULTS.md).
@@ -9,9 +9,6 @@ without touching earlier ones, not how well the model reads lips (that is `make 
 import collections
 import hashlib
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,24 +17,7 @@ from vallr_pin.bin.tune_fusion import load_guard
 from vallr_pin.datadir import read_kv
 from vallr_pin.llm.fusion import FusionWeights, ScoredNbest
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "egs" / "mini_cnvsrc" / "vsr1"
-CI_OPTS = [
-    "--local_data_opts", "--config conf/data_ci.conf",
-    "--train_args", "--max_epoch 2 --keep_epochs 1 2",
-    "--inference_args", "--beam_size 4 --nbest 4 --maxlenratio 0.5",
-    "--llm_sft_args", "--max_steps 4 --save_steps 2 --eval_steps 2",
-    "--nbest_train_subset", "6",  # stage 6 on half of the 12 training utterances, 2 per speaker
-]
-
-
-def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{ROOT / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}")
-    proc = subprocess.run(["./run.sh", *args, *CI_OPTS], cwd=recipe, env=env, capture_output=True, text=True,
-                          timeout=1800)
-    if proc.returncode != 0:
-        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
-    return proc
+from mini_recipe import run_recipe
 
 
 def snapshot(recipe: Path, *dirs: str) -> dict:
@@ -68,17 +48,9 @@ def snapshot(recipe: Path, *dirs: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    top = tmp_path_factory.mktemp("egs_copy")
-    dst = top / "egs" / "mini_cnvsrc" / "vsr1"
-    dst.mkdir(parents=True)
-    for name in ("run.sh", "db.sh", "cmd.sh", "conf", "local"):
-        src = RECIPE / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
-    for name in ("vsr.sh", "path.sh", "utils"):
-        (dst / name).symlink_to((RECIPE / name).resolve())
-    run_recipe(dst, "--stage", "0", "--stop-stage", "9")
-    return dst
+def recipe(mini_recipe):
+    """The CI run of the recipe, shared with the other recipe-level tests of the session (conftest.py)."""
+    return mini_recipe
 
 
 def test_all_stages_write_results_md_with_every_system(recipe):

@@ -1,5 +1,6 @@
 """Stage 1 entry point `python -m vallr_pin.bin.lip_roi`: failures per utterance, merge, resume after kill -9."""
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from video_testdata import write_astronaut_video, write_frames_video
 
 from vallr_pin.bin import lip_roi
+from vallr_pin.video.roi_dump import merge_jobs
 from vallr_pin.datadir import read_kv, write_kv
 from vallr_pin.video.decode import VideoClip, read_video
 from vallr_pin.video.landmarks import get_detector
@@ -60,7 +62,7 @@ def test_failures_go_to_failed_and_merge(corpus, tmp_path):
         lip_roi.main(["--video-scp", str(tmp_path / f"video.{job}.scp"), "--text", str(root / "text"),
                       "--out-dir", str(out), "--job-id", str(job)])
     with pytest.raises(RuntimeError, match=r"jobs \[3\]"):
-        lip_roi.merge_jobs(str(out), 3)
+        merge_jobs(str(out), 3)
     lip_roi.main(["--merge", "--out-dir", str(out), "--nj", "2"])
 
     failed = read_kv(out / "failed")
@@ -79,6 +81,9 @@ def test_failures_go_to_failed_and_merge(corpus, tmp_path):
     assert read_kv(out / "utt2num_frames") == {"spk1-good1": "12", "spk1-good2": "15"}
     assert read_kv(out / "feats_shape") == {"spk1-good1": f"12,{D}", "spk1-good2": f"15,{D}"}
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    # the crop settings a packed model needs (vallr_pin.bin.pack_model reads them from here)
+    roi_conf = json.loads((out / "roi_conf.json").read_text())
+    assert (roi_conf["roi_size"], roi_conf["mouth_width_frac"], roi_conf["detector"]) == (96, 0.45, "mediapipe")
 
     # Re-running a finished job skips it (the ark is not rewritten); a changed option redoes it.
     ark = out / "feats.1.ark"

@@ -63,3 +63,20 @@ def mouth_geometry(corners: np.ndarray) -> Tuple[np.ndarray, float, float]:
     """(2, 2) mouth corners [image-left, image-right] -> (midpoint (2,), distance, angle of the line in degrees)."""
     d = corners[1] - corners[0]
     return corners.mean(0), float(np.hypot(*d)), float(np.degrees(np.arctan2(d[1], d[0])))
+
+
+def set_mp4_rotation(path: str, degrees: int) -> None:
+    """Give an mp4 written by OpenCV a display rotation (the track header's matrix, what phones write and
+    ffmpeg calls ``rotate``): players, and decord, show the stored frames turned ``degrees`` clockwise."""
+    import struct
+
+    data = bytearray(open(path, "rb").read())
+    i = data.find(b"tkhd")
+    assert i > 0, f"{path}: no tkhd box"
+    version = data[i + 4]
+    # version/flags, times, track id, reserved, duration, reserved, layer, alternate group, volume, reserved
+    off = i + 4 + 4 + (8 + 8 + 4 + 4 + 8 if version == 1 else 4 + 4 + 4 + 4 + 4) + 8 + 2 + 2 + 2 + 2
+    c, s = {0: (1, 0), 90: (0, 1), 180: (-1, 0), 270: (0, -1)}[degrees]
+    one = 1 << 16
+    data[off:off + 36] = struct.pack(">9i", c * one, s * one, 0, -s * one, c * one, 0, 0, 0, 1 << 30)
+    open(path, "wb").write(bytes(data))

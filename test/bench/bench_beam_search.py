@@ -41,11 +41,11 @@ def main(argv=None):
     logging.getLogger("espnet").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    from vallr_pin.bin.vsr_inference import build_beam_search
+    from vallr_pin.decoding.search import build_beam_search
 
     if args.train_config:
         import kaldiio
-        from vallr_pin.bin.vsr_inference import VideoToText
+        from vallr_pin.decoding.search import VideoToText
         from vallr_pin.tasks.vsr import VSRTask
 
         v2t = VideoToText(args.train_config, args.model_file, device=args.device)

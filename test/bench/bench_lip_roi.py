@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark stage 1 (video -> landmarks -> 96x96 mouth ROI -> ark): frames per second per CPU core.
 
-Runs the production code path (``vallr_pin.bin.lip_roi.run_job``) in this single process on a few copies of a
+Runs the production code path (``vallr_pin.video.roi_dump.run_job``) in this single process on a few copies of a
 real-face clip (skimage's astronaut photo, moving), once per landmark configuration, and prints CPU time per
 frame split into decode / landmarks / crop / write. Figures are frames per *CPU*-second of this process
 (all its threads counted: mediapipe's TFLite runtime may use helper threads), i.e. per core; wall-clock
@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # test/video_testd
 from video_testdata import write_astronaut_video  # noqa: E402
 
 from vallr_pin.bin import lip_roi  # noqa: E402
+from vallr_pin.video.pipeline import RoiConfig  # noqa: E402
+from vallr_pin.video.roi_dump import run_job  # noqa: E402
 from vallr_pin.datadir import write_kv  # noqa: E402
 from vallr_pin.video.decode import read_video  # noqa: E402
 from vallr_pin.video.landmarks import get_detector  # noqa: E402
@@ -69,10 +71,10 @@ def main():
         )
         for f in (tmp / "out").glob("feats.done"):
             f.unlink()
-        lip_roi.run_job(args)  # warm-up: imports, model load, file cache
+        run_job(RoiConfig.from_namespace(args), args.video_scp, args.out_dir, args.job_id, args.landmarks_scp)  # warm-up: imports, model load, file cache
         (tmp / "out" / "feats.done").unlink()
         w0, c0 = time.perf_counter(), time.process_time()
-        st = lip_roi.run_job(args)
+        st = run_job(RoiConfig.from_namespace(args), args.video_scp, args.out_dir, args.job_id, args.landmarks_scp)
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         n = st["frames"]
         assert n == a.utts * a.frames, st

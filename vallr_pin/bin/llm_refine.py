@@ -137,7 +137,11 @@ def run(args: argparse.Namespace) -> dict:
                   "utts_per_second": round(len(results) / max(elapsed, 1e-9), 3), "model": args.model,
                   "adapter": args.adapter, "backend": args.backend, "mode": args.mode, "batch_size": args.batch_size,
                   "guard": {"min_ratio": guard.min_ratio, "max_ratio": guard.max_ratio,
-                            "max_edit_ratio": guard.max_edit_ratio}})
+                            "max_edit_ratio": guard.max_edit_ratio},
+                  # what a packed model needs to ask the LLM the same way (vallr_pin.bin.pack_model)
+                  "prompt": {"lang": args.lang, "template": args.prompt_template,
+                             "max_candidates": args.max_candidates or None},
+                  "max_new_ratio": args.max_new_ratio, "max_new_slack": args.max_new_slack})
     with atomic_open(out / "guard_stats.json") as f:
         json.dump(stats, f, ensure_ascii=False, indent=2)
     # text last: its presence marks a finished refinement for the recipe
