@@ -280,7 +280,9 @@ merge_and_score() {  # merge_and_score <decode dir> <set> <jobs>
   for n in $(seq "$3"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
   # shellcheck disable=SC2086
   ${python} -m vallr_pin.bin.vsr_inference --output_dir "${dir}" --merge ${job_dirs}
-  score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
+  # Scored against data/<set>/text, every utterance of the set: one that stage 1 dropped (no face, too few
+  # frames) has no hypothesis and counts as all deletions, as CNVSRC scores its whole eval list.
+  score_dir "data/${dset}/text" "${dir}"
 }
 
 score_dir() {  # score_dir <ref text> <dir with text>
@@ -376,13 +378,15 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     if [ "${llm_tune_fusion}" = true ]; then
       # LLM weight and length bonus chosen on the validation set only, then applied unchanged to every set
       ${python} -m vallr_pin.bin.tune_fusion --tune-dir "${llm_exp}/refine_${mode}/${valid_set}" \
-        --ref "${dumpdir}/roi/${valid_set}/text" --apply-dir "${apply_dirs[@]}" \
+        --ref "data/${valid_set}/text" --apply-dir "${apply_dirs[@]}" \
         2>&1 | tee "${llm_exp}/refine_${mode}/tune_fusion.log"
     fi
     for dset in ${refine_sets}; do
-      score_dir "${dumpdir}/roi/${dset}/text" "${llm_exp}/refine_${mode}/${dset}"
+      score_dir "data/${dset}/text" "${llm_exp}/refine_${mode}/${dset}"  # every utterance, as in stage 5
     done
   done
+  valid_uses="model selection (${inference_model}), LLM validation (stage 7)"
+  [ "${llm_tune_fusion}" = true ] && valid_uses+=", fusion tuning (stage 9)"
   results_opts=(--out RESULTS.md --sets ${test_sets} --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
     --system "char-only (stage I)=${char_exp}/${decode_dir}/{set}/score_cer"
     --system "dual decoder (stage I)=${vsr_exp}/${decode_dir}/{set}/score_cer"
@@ -392,7 +396,9 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     --ordering "dual decoder (stage I) > dual + fine-tuned LLM"
     --ordering "dual + zero-shot LLM >= dual + fine-tuned LLM"
     --meta "VSR model: ${vsr_config} (${vsr_exp}/${inference_model}); decoding: ${decode_config}"
-    --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)")
+    --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)"
+    --failed "${dumpdir}/roi/{set}/failed"
+    --set-note "${valid_set}=validation set: ${valid_uses} use it, so its CERs are not held-out figures")
   [ -n "${paper_results}" ] && results_opts+=(--paper-ref "${paper_results}")
   end_stage 9
   results_opts+=(--meta "time per stage (s, latest run): $(awk '{printf "%s%s=%s", sep, $2, $3; sep=", "}' "${timing}")")

@@ -1,0 +1,115 @@
+"""The command lines vsr.sh forms for stages 5, 6 and 9, without running a model.
+
+A throw-away recipe directory links the real vsr.sh, path.sh and utils/, and replaces the job launchers (cmd.sh)
+and ``--python`` with stand-ins that record every call (then run the job through utils/run.pl, which runs the
+stand-in python, which records and exits 0). So the test sees exactly what a user's cluster would be asked to
+run, in a second, with no ESPnet import. Each test reads the record as a list of argument lists.
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "egs" / "TEMPLATE" / "vsr1"
+
+CMD_SH = """\
+export decode_cmd="{rec}/cmd_rec decode_cmd" cuda_cmd="{rec}/cmd_rec cuda_cmd" train_cmd="{rec}/cmd_rec train_cmd"
+"""
+# A job launcher that records how it was called, then runs the job as run.pl does.
+CMD_REC = """\
+#!/usr/bin/env bash
+{{ printf '%s' "$1"; shift; printf ' %q' "$@"; echo; }} >> "{rec}/calls"
+exec "{utils}/run.pl" "$@"
+"""
+# A python that records its arguments; `-c` (vsr.sh's CUDA probe) says yes under FAKE_CUDA=1, else runs for real.
+PY_REC = """\
+#!/usr/bin/env bash
+{{ printf 'python'; printf ' %q' "$@"; echo; }} >> "{rec}/calls"
+if [ "$1" = -c ]; then
+  [ "${{FAKE_CUDA:-0}}" = 1 ] && exit 0
+  exec "{python}" "$@"
+fi
+exit 0
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    d = tmp_path / "egs" / "fake" / "vsr1"
+    rec = tmp_path / "rec"
+    d.mkdir(parents=True)
+    rec.mkdir()
+    for name in ("vsr.sh", "path.sh"):
+        (d / name).symlink_to(TEMPLATE / name)
+    (d / "utils").symlink_to(ROOT / "utils")
+    (d / "cmd.sh").write_text(CMD_SH.format(rec=rec))
+    for name, body in (("cmd_rec", CMD_REC), ("py_rec", PY_REC)):
+        (rec / name).write_text(body.format(rec=rec, utils=ROOT / "utils", python=sys.executable))
+        (rec / name).chmod(0o755)
+    for dset, n in (("train", 6), ("dev", 3), ("test", 3)):
+        for top in (d / "data" / dset, d / "dump" / "roi" / dset):
+            top.mkdir(parents=True)
+        utts = [f"spk{dset}_{i}" for i in range(n)]
+        (d / "data" / dset / "text").write_text("".join(f"{u} 你好\n" for u in utts))
+        # stage 1 dropped the last utterance of each set: the dump dir lacks it
+        (d / "dump" / "roi" / dset / "feats.scp").write_text("".join(f"{u} x.ark:1\n" for u in utts[:-1]))
+        (d / "dump" / "roi" / dset / "text").write_text("".join(f"{u} 你好\n" for u in utts[:-1]))
+        (d / "dump" / "roi" / dset / "failed").write_text(f"{utts[-1]} no_face: no face found in any of 9 frames\n")
+    (d / "exp" / "vsr_dual" / "ckpt_keep").mkdir(parents=True)
+    (d / "exp" / "vsr_dual" / "ckpt_keep" / "1epoch.pth").write_text("")
+    (d / "RESULTS.md").write_text("")
+    return d
+
+
+def run_vsr(recipe: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    cmd = ["./vsr.sh", "--python", str(recipe.parents[2] / "rec" / "py_rec"), "--nj", "2", "--llm_model", "llm",
+           "--nbest_ckpts", "1epoch", *args]
+    return subprocess.run(cmd, cwd=recipe, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **(env or {})))
+
+
+def calls(recipe: Path):
+    path = recipe.parents[2] / "rec" / "calls"
+    return [shlex.split(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def module_calls(recipe: Path, module: str):
+    """The argument lists (after ``-m vallr_pin.bin.<module>``) of every python call of that entry point."""
+    out = []
+    for c in calls(recipe):
+        if c[0] == "python" and c[1:3] == ["-m", f"vallr_pin.bin.{module}"]:
+            out.append(c[3:])
+    return out
+
+
+def opt(args, name):
+    """Values of every ``name VALUE`` in an argument list."""
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a == name]
+
+
+def test_stages_5_and_9_score_every_utterance_of_the_data_dir(recipe):
+    p = run_vsr(recipe, "--stage", "5", "--stop-stage", "5")
+    assert p.returncode == 0, p.stderr
+    p = run_vsr(recipe, "--stage", "9", "--stop-stage", "9", "--llm_tune_fusion", "true",
+                "--llm_refine_opts", "--mode rescore")
+    assert p.returncode == 0, p.stderr
+    scored = module_calls(recipe, "score")
+    # stage 5: 2 models x 2 sets; stage 9: 2 modes x 2 sets
+    assert len(scored) == 8
+    for args in scored:
+        dset = Path(opt(args, "--hyp")[0]).parent.name
+        assert opt(args, "--ref") == [f"data/{dset}/text"], args
+    for args in module_calls(recipe, "error_analysis"):
+        assert opt(args, "--ref")[0].startswith("data/"), args
+    tuned = module_calls(recipe, "tune_fusion")
+    assert len(tuned) == 2 and all(opt(a, "--ref") == ["data/dev/text"] for a in tuned)
+    # RESULTS.md: per set the count of stage-1 failures, and the validation set marked as such
+    (results,) = module_calls(recipe, "show_results")
+    assert opt(results, "--failed") == ["dump/roi/{set}/failed"]
+    (note,) = opt(results, "--set-note")
+    assert note.startswith("dev=validation set: model selection") and "fusion tuning" in note
