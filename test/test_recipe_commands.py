@@ -113,3 +113,52 @@ def test_stages_5_and_9_score_every_utterance_of_the_data_dir(recipe):
     assert opt(results, "--failed") == ["dump/roi/{set}/failed"]
     (note,) = opt(results, "--set-note")
     assert note.startswith("dev=validation set: model selection") and "fusion tuning" in note
+
+
+def inference_jobs(recipe: Path):
+    """(launcher name, its options before JOB=, the vsr_inference arguments) of every decode job array."""
+    out = []
+    for c in calls(recipe):
+        if c[0] in ("decode_cmd", "cuda_cmd") and "vallr_pin.bin.vsr_inference" in c:
+            j = next(i for i, a in enumerate(c) if a.startswith("JOB="))
+            out.append((c[0], c[1:j], c[c.index("vallr_pin.bin.vsr_inference") + 1:], c[j]))
+    return out
+
+
+def refine_jobs(recipe: Path):
+    return [c for c in calls(recipe) if c[0] in ("decode_cmd", "cuda_cmd") and "vallr_pin.bin.llm_refine" in c]
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_decode_and_refine_jobs_on_cpu_or_gpu(recipe, gpu):
+    """CPU: decode_cmd --gpu 0, nj jobs, --device cpu. GPU (--gpu_inference true): one CUDA probe job, then
+    cuda_cmd --gpu 1, inference_ngpu jobs, --device cuda; stage 9 the same launcher, --backend as asked."""
+    opts = ["--gpu_inference", "true", "--inference_ngpu", "1"] if gpu else []
+    p = run_vsr(recipe, "--stage", "5", "--stop-stage", "9", *opts, "--llm_backend", "auto",
+                env={"FAKE_CUDA": "1"})
+    # stages 7-8 are recorded as python calls too; only 5, 6, 9 form inference jobs
+    assert p.returncode == 0, p.stderr
+    launcher, device, ngpu, jobs = ("cuda_cmd", "cuda", "1", "JOB=1:1") if gpu else ("decode_cmd", "cpu", "0",
+                                                                                        "JOB=1:2")
+    decodes = inference_jobs(recipe)
+    assert len(decodes) == 2  # one job array for stage 5, one for stage 6
+    for name, launcher_opts, args, job_range in decodes:
+        assert (name, launcher_opts, job_range) == (launcher, ["--gpu", ngpu], jobs)
+        assert opt(args, "--device") == [device]
+    refines = refine_jobs(recipe)
+    assert len(refines) == 4  # (fine-tuned, zero-shot) x (dev, test)
+    for c in refines:
+        assert c[:3] == [launcher, "--gpu", ngpu] and opt(c, "--backend") == ["auto"]
+    probes = [c for c in calls(recipe) if c[0] == "python" and c[1] == "-c"]
+    assert len(probes) == (1 if gpu else 0)
+    if gpu:  # the probe ran first, through the GPU launcher
+        first = calls(recipe)[0]
+        assert first[:3] == ["cuda_cmd", "--gpu", "1"] and "-c" in first
+
+
+def test_gpu_inference_without_cuda_stops_before_any_job(recipe):
+    p = run_vsr(recipe, "--stage", "5", "--stop-stage", "5", "--gpu_inference", "true",
+                env={"CUDA_VISIBLE_DEVICES": ""})  # no CUDA for torch, on a GPU host too
+    assert p.returncode != 0
+    assert "--gpu_inference true, but a job of" in p.stderr and "sees no CUDA device" in p.stderr
+    assert not inference_jobs(recipe) and not module_calls(recipe, "score")
