@@ -106,3 +106,20 @@ def test_each_set_says_how_many_utterances_were_scored_and_failed_in_stage_1(exp
     assert "stage 1 failures unknown (no dump/roi/test/failed)" in (exp / "RESULTS.md").read_text("utf-8")
     with pytest.raises(SystemExit):
         show_results.main(["--out", "RESULTS.md", *ARGS, "--set-note", "dev"])
+
+
+def test_cnvsrc_paper_reference_puts_table_i_under_dev_beside_the_baselines_dev_and_eval():
+    """The papers' Table I figures are CNVSRC-Multi.Dev CERs (the 2025 baseline's README: dev 31.91, eval
+    31.55); RESULTS.md must not show them as eval figures."""
+    from pathlib import Path
+
+    from vallr_pin.scoring.results_table import load_mapping, render_paper_reference
+
+    ref = load_mapping(Path(__file__).resolve().parents[1] / "egs/cnvsrc/vsr1/conf/paper_results.yaml")
+    rows = next(t for name, t in ref["tables"].items() if name.startswith("CNVSRC-Multi, S3"))
+    assert rows["CNVSRC 2025 baseline (its README)"] == {"dev": 31.91, "eval": 31.55}
+    assert rows["VALLR-Pin (dual + fine-tuned LLM), paper"]["dev"] == 28.39
+    assert rows["VALLR-Pin (dual + fine-tuned LLM), paper"]["eval"] == "not reported"
+    md = render_paper_reference(ref)
+    assert "|CNVSRC 2025 baseline (its README)|31.91|31.55|" in md and "|system|dev|eval|" in md
+    assert "|CNVSRC 2024 baseline (its README)|52.42|52.20|" in md
