@@ -162,3 +162,15 @@ def test_gpu_inference_without_cuda_stops_before_any_job(recipe):
     assert p.returncode != 0
     assert "--gpu_inference true, but a job of" in p.stderr and "sees no CUDA device" in p.stderr
     assert not inference_jobs(recipe) and not module_calls(recipe, "score")
+
+
+def test_stage_1_runs_the_detector_on_every_third_frame_unless_told(recipe):
+    for dset in ("train", "dev", "test"):
+        utts = [ln.split()[0] for ln in (recipe / "data" / dset / "text").read_text().splitlines()]
+        (recipe / "data" / dset / "video.scp").write_text("".join(f"{u} /v/{u}.mp4\n" for u in utts))
+        (recipe / "data" / dset / "utt2spk").write_text("".join(f"{u} spk{dset}\n" for u in utts))
+    assert run_vsr(recipe, "--stage", "1", "--stop-stage", "1").returncode == 0
+    assert run_vsr(recipe, "--stage", "1", "--stop-stage", "1", "--detect_every", "1").returncode == 0
+    jobs = [c for c in calls(recipe) if c[0] == "decode_cmd" and "vallr_pin.bin.lip_roi" in c]
+    assert len(jobs) == 6  # one job array per set, twice
+    assert [opt(c, "--detect-every") for c in jobs] == [["3"]] * 3 + [["1"]] * 3

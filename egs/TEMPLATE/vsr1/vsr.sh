@@ -51,6 +51,9 @@ local_data_opts=         # passed to local/data.sh
 roi_size=96
 detector=mediapipe       # landmark detector when data/<set>/landmarks.scp is absent (or use_landmarks=false)
 use_landmarks=auto       # auto: use data/<set>/landmarks.scp when present; true: require it; false: detect
+detect_every=3           # the detector runs on every 3rd frame, landmarks interpolated between: 381 vs 177 frames
+                         #   per CPU-second on 640x480 video, the crop within 0.10 px (max 0.32) of the crop from
+                         #   every frame (test/bench/bench_lip_roi.py); 1: every frame
 roi_opts=                # extra options for vallr_pin.bin.lip_roi
 
 # Stage 2: text
@@ -158,7 +161,7 @@ if run_stage 1 "lip ROI extraction -> ${dumpdir}/roi"; then
     for n in $(seq "${_nj}"); do split_scps+=" ${dir}/split${_nj}/${n}/video.scp"; done
     # shellcheck disable=SC2086
     utils/split_scp.pl "${src}/video.scp" ${split_scps}
-    lm_opts="--detector ${detector}"
+    lm_opts="--detector ${detector} --detect-every ${detect_every}"
     if [ "${use_landmarks}" = true ] || { [ "${use_landmarks}" = auto ] && [ -f "${src}/landmarks.scp" ]; }; then
       lm_opts="--landmarks-scp ${src}/landmarks.scp"
     fi
