@@ -95,17 +95,25 @@ def opt(args, name):
 def test_stages_5_and_9_score_every_utterance_of_the_data_dir(recipe):
     p = run_vsr(recipe, "--stage", "5", "--stop-stage", "5")
     assert p.returncode == 0, p.stderr
+    # stage 6's training subset has no data dir (subset_data_dir writes dump/roi/train_sub2): its dump text
+    sub = recipe / "dump" / "roi" / "train_sub2"
+    sub.mkdir()
+    (sub / "feats.scp").write_text("spktrain_0 x.ark:1\nspktrain_1 x.ark:1\n")
+    p = run_vsr(recipe, "--stage", "6", "--stop-stage", "6", "--nbest_train_subset", "2")
+    assert p.returncode == 0, p.stderr
+    stage6 = {Path(opt(a, "--hyp")[0]).parent.name: opt(a, "--ref") for a in module_calls(recipe, "score")[4:]}
+    assert stage6 == {"train_sub2": ["dump/roi/train_sub2/text"], "dev": ["data/dev/text"]}
     p = run_vsr(recipe, "--stage", "9", "--stop-stage", "9", "--llm_tune_fusion", "true",
                 "--llm_refine_opts", "--mode rescore")
     assert p.returncode == 0, p.stderr
     scored = module_calls(recipe, "score")
-    # stage 5: 2 models x 2 sets; stage 9: 2 modes x 2 sets
-    assert len(scored) == 8
-    for args in scored:
+    # stage 5: 2 models x 2 sets; stage 6: 2 sets; stage 9: 2 modes x 2 sets
+    assert len(scored) == 10
+    for args in scored[:4] + scored[6:]:
         dset = Path(opt(args, "--hyp")[0]).parent.name
         assert opt(args, "--ref") == [f"data/{dset}/text"], args
     for args in module_calls(recipe, "error_analysis"):
-        assert opt(args, "--ref")[0].startswith("data/"), args
+        assert opt(args, "--ref")[0].startswith("data/") or "train_sub2" in opt(args, "--ref")[0], args
     tuned = module_calls(recipe, "tune_fusion")
     assert len(tuned) == 2 and all(opt(a, "--ref") == ["data/dev/text"] for a in tuned)
     # RESULTS.md: per set the count of stage-1 failures, and the validation set marked as such

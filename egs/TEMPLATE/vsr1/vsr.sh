@@ -126,7 +126,8 @@ if [ "${gpu_inference}" = true ]; then
 else
   infer_cmd=${decode_cmd}; infer_ngpu=0; infer_nj=${nj}; infer_device=cpu
 fi
-if [ "${gpu_inference}" = true ] && [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 5 ]; then
+if [ "${gpu_inference}" = true ] && { { [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 5 ]; } ||
+                                      { [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; }; }; then
   # one probe job through the same launcher, so a CPU-only node or partition fails now, not after stage 4
   mkdir -p "${expdir}/decode_logs"
   ${infer_cmd} --gpu 1 "${expdir}/decode_logs/check_cuda.log" \
@@ -299,13 +300,15 @@ run_decodes() {  # run_decodes <log dir>: decode, merge and score everything que
 }
 
 merge_and_score() {  # merge_and_score <decode dir> <set> <jobs>
-  local dir=$1 dset=$2 n job_dirs=""
+  local dir=$1 dset=$2 n job_dirs="" ref=data/$2/text
   for n in $(seq "$3"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
   # shellcheck disable=SC2086
   ${python} -m vallr_pin.bin.vsr_inference --output_dir "${dir}" --merge ${job_dirs}
   # Scored against data/<set>/text, every utterance of the set: one that stage 1 dropped (no face, too few
-  # frames) has no hypothesis and counts as all deletions, as CNVSRC scores its whole eval list.
-  score_dir "data/${dset}/text" "${dir}"
+  # frames) has no hypothesis and counts as all deletions, as CNVSRC scores its whole eval list. Stage 6's
+  # training subset exists only as a dump dir, drawn from the utterances that have features.
+  [ "${dset}" != "${nbest_train}" ] || [ -f "${ref}" ] || ref=${dumpdir}/roi/${dset}/text
+  score_dir "${ref}" "${dir}"
 }
 
 score_dir() {  # score_dir <ref text> <dir with text>
