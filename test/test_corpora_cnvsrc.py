@@ -208,3 +208,82 @@ def test_local_data_sh(tree, tmp_path):
     train = check_data_dir(recipe / "data" / "train")
     assert EXPECTED_UTT["s00001_000_00001"] in ids(train) and EXPECTED_UTT["c3_0001"] not in ids(train)
     assert ids(check_data_dir(recipe / "data" / "dev")) == {EXPECTED_UTT["80100002"]}
+
+
+VALID_LIST = REPO / "egs/cnvsrc/vsr1/conf/cnvsrc-multi_valid.list"
+
+
+def release_tree(top: Path) -> Path:
+    """downloads/CNVSRC as the CNVSRC 2024 packages untar (preparation/README.md of the 2024 baseline): cncvs/
+    {news,speech}/<spk>/video, cnvsrc-{multi,single}/{*-infos.json, README.TXT, dev/{audio,video}, eval/video};
+    plus cncvs2_p1/ and cncvs3/ where db.sh looks, and the assumed text/ folders beside video/. Multi.Dev holds
+    every utterance of the shipped valid list (links to one tiny mp4) and two more for training."""
+    root = top / "downloads" / "CNVSRC"
+    one = top / "one.mp4"
+    make_mp4(one)
+
+    def utt(video: Path, text: str):
+        video.parent.mkdir(parents=True, exist_ok=True)
+        video.symlink_to(one)
+        t = video.parent.parent / "text" / f"{video.stem}.txt"
+        t.parent.mkdir(parents=True, exist_ok=True)
+        t.write_text(text + "\n", encoding="utf-8")
+
+    utt(root / "cncvs/news/n001/video/n001_00001_001.mp4", "新闻联播")
+    utt(root / "cncvs/speech/s00001/video/s00001_001_00001.mp4", "大家好")
+    utt(root / "cncvs2_p1/s00001/video/s00001_000_00001.mp4", "第二部分")
+    utt(root / "cncvs3/s00009/video/c3_0001.mp4", "第三部分")
+    valid = read_id_list_file(VALID_LIST)
+    for name in ("cnvsrc-multi", "cnvsrc-single"):
+        for split in ("dev", "eval"):
+            (root / name / f"{name}-{split}-infos.json").parent.mkdir(parents=True, exist_ok=True)
+            (root / name / f"{name}-{split}-infos.json").write_text("{}", encoding="utf-8")
+        (root / name / "README.TXT").write_text("CNVSRC\n", encoding="utf-8")
+        (root / name / "dev" / "audio").mkdir(parents=True)
+    for vid in valid + ["80100001", "80130001"]:
+        utt(root / f"cnvsrc-multi/dev/video/{vid}.mp4", "多人开发集")
+    utt(root / "cnvsrc-single/dev/video/00023065.mp4", "单人开发集")
+    for vid in ("80200001", "80200002"):
+        utt(root / f"cnvsrc-multi/eval/video/{vid}.mp4", "多人评测集")
+    utt(root / "cnvsrc-single/eval/video/00030001.mp4", "单人评测集")
+    return root
+
+
+def read_id_list_file(path: Path):
+    return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip() and ln[0] != "#"]
+
+
+def test_stage_0_with_default_options_on_the_release_layout(tmp_path):
+    """`local/data.sh` with no options (db.sh's default roots, S3): dev is the baselines' 5,097 held-out
+    Multi.Dev utterances, the rest of Multi.Dev is training data, test is all of Multi.Eval."""
+    assert len(read_id_list_file(VALID_LIST)) == 5097
+    recipe = tmp_path / "recipe"
+    recipe.mkdir()
+    for name in ("local", "conf", "utils", "db.sh"):
+        (recipe / name).symlink_to(REPO / "egs/cnvsrc/vsr1" / name)
+    release_tree(recipe)
+    env = {k: v for k, v in os.environ.items() if k not in ("CNVSRC", "CNCVS", "CNCVS2_P1", "CNCVS3")}
+    env.update(PYTHONPATH=str(REPO), LC_ALL="C.UTF-8", PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    r = subprocess.run(["bash", "local/data.sh", "--python", sys.executable], cwd=recipe, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    train, dev, test = (ids(check_data_dir(recipe / "data" / s)) for s in ("train", "dev", "test"))
+    assert len(dev) == 5097 and all(u.startswith("multi_") for u in dev)
+    assert {"multi_80100-80100001", "multi_80130-80130001", "single-00023065", "cncvs3_s00009-c3_0001",
+            "cncvs2p1_s00001-s00001_000_00001"} <= train and not train & dev
+    assert len(train) == 7
+    assert test == {"multi_80200-80200001", "multi_80200-80200002"}
+
+
+def test_test_list_naming_an_utterance_without_video_is_an_error_naming_it(tree, tmp_path):
+    lst = tmp_path / "eval.list"
+    lst.write_text("# the eval utterances to score\n80200001\n80299999\n", encoding="utf-8")
+    cmd = [sys.executable, "-m", "vallr_pin.bin.prepare_corpus", *base_args(tree, tmp_path / "d"),
+           "--test-list", str(lst), "--allow-missing"]  # --allow-missing never drops a test utterance
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 1
+    assert "80299999" in r.stderr and "--test-list" in r.stderr
+    assert not (tmp_path / "d" / "test").exists()
+    lst.write_text("80200001\n", encoding="utf-8")
+    prepare_corpus.main(base_args(tree, tmp_path / "d") + ["--test-list", str(lst)])
+    assert ids(check_data_dir(tmp_path / "d" / "test")) == {EXPECTED_UTT["80200001"]}

@@ -310,3 +310,18 @@ def test_llm_refine_rescore_mode_picks_a_candidate(work, adapter, tmp_path):
                          "--rescore-vsr-weight", w, "--batch-size", "4", "--threads", "1"])
         assert all(r["text"] == r["candidates"][k] for r in _rows(tmp_path / w / "raw.jsonl"))
     assert any(len(set(c)) > 1 for c in cands.values())
+
+
+def test_auto_backend_is_vllm_only_with_vllm_and_cuda(monkeypatch):
+    import torch
+
+    from vallr_pin.llm import refine
+
+    for has_vllm, cuda, mode, want in [(True, True, "generate", "vllm"), (True, False, "generate", "transformers"),
+                                       (False, True, "generate", "transformers"),
+                                       (True, True, "rescore", "transformers")]:
+        monkeypatch.setattr(refine, "_has_module", lambda name, v=has_vllm: v and name == "vllm")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda c=cuda: c)
+        assert refine.resolve_backend("auto", mode) == want, (has_vllm, cuda, mode)
+    assert refine.resolve_backend("vllm", "generate") == "vllm"
+    assert llm_refine.get_parser().parse_args(["--nbest", "n", "--model", "m", "--out-dir", "o"]).backend == "auto"

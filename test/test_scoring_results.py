@@ -84,3 +84,42 @@ def test_bad_system_spec_and_corrupt_summary_are_reported(exp, caplog):
         show_results.main(["--out", "RESULTS.md"] + ARGS)
     assert "exp/vsr_char/decode_x/dev/score_cer/summary.json" in caplog.text
     assert not (exp / "RESULTS.md").exists()
+
+
+def test_each_set_says_how_many_utterances_were_scored_and_failed_in_stage_1(exp):
+    (exp / "dump/roi/dev").mkdir(parents=True)
+    (exp / "dump/roi/dev/failed").write_text(
+        "s1_a no_face: no face found in any of 40 frames\ns1_b too_few_frames: 3 frames for 9 characters\n"
+        "s2_c no_face: no face found in any of 12 frames\n", "utf-8")
+    (exp / "dump/roi/test").mkdir(parents=True)
+    (exp / "dump/roi/test/failed").write_text("", "utf-8")
+    show_results.main(["--out", "RESULTS.md", *ARGS, "--failed", "dump/roi/{set}/failed",
+                       "--set-note", "dev=validation set: model selection uses it"])
+    dev, test = (exp / "RESULTS.md").read_text("utf-8").split("### dev")[1].split("### test")
+    assert "**validation set: model selection uses it**" in dev
+    assert ("10 utterances scored, 3 failed in stage 1 (no_face 2, too_few_frames 1; scored as all deletions)."
+            in dev)
+    assert "10 utterances scored, 0 failed in stage 1." in test and "validation set" not in test
+    # a set whose stage 1 never ran (no failed list) says so instead of claiming 0
+    (exp / "dump/roi/test/failed").unlink()
+    show_results.main(["--out", "RESULTS.md", *ARGS, "--failed", "dump/roi/{set}/failed"])
+    assert "stage 1 failures unknown (no dump/roi/test/failed)" in (exp / "RESULTS.md").read_text("utf-8")
+    with pytest.raises(SystemExit):
+        show_results.main(["--out", "RESULTS.md", *ARGS, "--set-note", "dev"])
+
+
+def test_cnvsrc_paper_reference_puts_table_i_under_dev_beside_the_baselines_dev_and_eval():
+    """The papers' Table I figures are CNVSRC-Multi.Dev CERs (the 2025 baseline's README: dev 31.91, eval
+    31.55); RESULTS.md must not show them as eval figures."""
+    from pathlib import Path
+
+    from vallr_pin.scoring.results_table import load_mapping, render_paper_reference
+
+    ref = load_mapping(Path(__file__).resolve().parents[1] / "egs/cnvsrc/vsr1/conf/paper_results.yaml")
+    rows = next(t for name, t in ref["tables"].items() if name.startswith("CNVSRC-Multi, S3"))
+    assert rows["CNVSRC 2025 baseline (its README)"] == {"dev": 31.91, "eval": 31.55}
+    assert rows["VALLR-Pin (dual + fine-tuned LLM), paper"]["dev"] == 28.39
+    assert rows["VALLR-Pin (dual + fine-tuned LLM), paper"]["eval"] == "not reported"
+    md = render_paper_reference(ref)
+    assert "|CNVSRC 2025 baseline (its README)|31.91|31.55|" in md and "|system|dev|eval|" in md
+    assert "|CNVSRC 2024 baseline (its README)|52.42|52.20|" in md

@@ -74,6 +74,21 @@ def test_roi_centred_on_mouth_in_every_frame(moving_face):
     assert centre_band.std(axis=(1, 2)).min() > 15
 
 
+def test_crop_does_not_jump_at_the_clip_ends(tmp_path, photo_landmarks):
+    """Where the face moves, the landmark smoothing must not lag it at the first and last frames: measured on
+    this 25 fps clip, a truncated moving average moved the mouth 0.6 px in the crop from the second-last to the
+    last frame (interior steps: 0.04 px), and put it 1.6 px off centre."""
+    warps = write_astronaut_video(tmp_path / "a.mp4", num_frames=36, fps=25.0, size=320)
+    frames = read_video(tmp_path / "a.mp4")
+    true_corners = np.stack([apply_affine(w, photo_landmarks[3:5]) for w in warps])
+    lm = get_detector("mediapipe").detect(frames)
+    _, tf = crop_mouth_rois(rgb_to_grey(frames), lm, roi_size=ROI, return_transforms=True)
+    mid = np.stack([mouth_geometry(apply_affine(tf[t], true_corners[t]))[0] for t in range(len(tf))])
+    step = np.linalg.norm(np.diff(mid, axis=0), axis=1)
+    assert step[[0, 1, -2, -1]].max() < 0.35, step
+    assert np.abs(mid - CENTRE).max() < 1.0
+
+
 def test_mouth_width_fraction_sets_zoom(moving_face):
     frames, true_corners = moving_face
     lm = get_detector("mediapipe").detect(frames)
@@ -110,11 +125,17 @@ def test_interpolate_and_smooth():
     filled = interpolate_missing(lm)
     assert filled[:, 0, 0].tolist() == [10, 10, 20, 30, 40, 40]  # edges held, gaps linear
     ramp = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((1, 5, 2), np.float32)
-    sm = smooth(ramp, 5)
-    assert np.allclose(sm[2:-2], ramp[2:-2])  # a linear track is unchanged by a centred average
-    assert sm[0, 0, 0] == pytest.approx(1.0)  # truncated window at the edge: mean of frames 0..2
+    # a face moving steadily is followed exactly, to the first and last frame (a truncated average lags it there)
+    for window in (5, 4, 3):
+        assert np.allclose(smooth(ramp, window), ramp, atol=1e-5), window
+    assert np.allclose(smooth(ramp[:3], 5), ramp[:3], atol=1e-5)  # clip shorter than the window
     jitter = ramp + np.random.default_rng(0).normal(0, 2, ramp.shape).astype(np.float32)
-    assert np.abs(smooth(jitter, 5) - ramp)[2:-2].mean() < np.abs(jitter - ramp)[2:-2].mean()
+    sm = smooth(jitter, 5)
+    assert np.abs(sm - ramp)[2:-2].mean() < np.abs(jitter - ramp)[2:-2].mean()
+    assert np.abs(sm - ramp)[[0, 1, -2, -1]].mean() < np.abs(jitter - ramp)[[0, 1, -2, -1]].mean()
+    # the last three (first three) frames lie on one line: no step at the clip ends
+    assert np.allclose(np.diff(sm[-3:], 2, axis=0), 0, atol=1e-4) and np.allclose(np.diff(sm[:3], 2, axis=0), 0,
+                                                                                   atol=1e-4)
 
 
 def test_unreadable_videos_raise_with_path(tmp_path):

@@ -22,25 +22,31 @@ def astronaut_rgb() -> np.ndarray:
     return data.astronaut()  # (512, 512, 3) uint8 RGB
 
 
-def frame_warps(num_frames: int, size: int, scale: float = 1.6, rot_deg: float = 8.0, shift: float = 8.0) -> List[np.ndarray]:
-    """Per-frame 2x3 photo->frame warps: the face centred, scaled by ~``scale``, rotating +-``rot_deg``, drifting
-    +-``shift`` px and zooming +-8%, smoothly over the clip (one slow cycle, like a head moving while talking)."""
+def frame_warps(num_frames: int, size: int, scale: float = 1.6, rot_deg: float = 8.0, shift: float = 8.0,
+                width: int = None) -> List[np.ndarray]:
+    """Per-frame 2x3 photo->frame warps: the face centred in a ``width`` x ``size`` frame (width default: size),
+    scaled by ~``scale``, rotating +-``rot_deg``, drifting +-``shift`` px and zooming +-8%, smoothly over the clip
+    (one slow cycle, like a head moving while talking)."""
+    width = width or size
     warps = []
     for i in range(num_frames):
         ph = 2 * np.pi * i / max(num_frames, 1)
         m = cv2.getRotationMatrix2D(FACE_CENTRE, rot_deg * np.sin(ph), scale * (1 + 0.08 * np.sin(0.5 * ph)))
-        m[:, 2] += [size / 2 - FACE_CENTRE[0] + shift * np.sin(ph), size / 2 - FACE_CENTRE[1] + 0.6 * shift * np.cos(ph)]
+        m[:, 2] += [width / 2 - FACE_CENTRE[0] + shift * np.sin(ph), size / 2 - FACE_CENTRE[1] + 0.6 * shift * np.cos(ph)]
         warps.append(m)
     return warps
 
 
-def write_astronaut_video(path: str, num_frames: int = 25, fps: float = 25.0, size: int = 320, **warp_kw) -> List[np.ndarray]:
-    """Write an mp4 ('mp4v') of the moving astronaut face; returns the photo->frame warps (one per frame)."""
+def write_astronaut_video(path: str, num_frames: int = 25, fps: float = 25.0, size: int = 320, width: int = None,
+                          **warp_kw) -> List[np.ndarray]:
+    """Write an mp4 ('mp4v') of the moving astronaut face, ``width`` x ``size`` pixels (width default: size, a
+    square); returns the photo->frame warps (one per frame)."""
+    width = width or size
     bgr = cv2.cvtColor(astronaut_rgb(), cv2.COLOR_RGB2BGR)
-    warps = frame_warps(num_frames, size, **warp_kw)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size, size))
+    warps = frame_warps(num_frames, size, width=width, **warp_kw)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, size))
     for m in warps:
-        writer.write(cv2.warpAffine(bgr, m, (size, size), borderMode=cv2.BORDER_REFLECT))
+        writer.write(cv2.warpAffine(bgr, m, (width, size), borderMode=cv2.BORDER_REFLECT))
     writer.release()
     return warps
 

@@ -3,7 +3,8 @@
 
 Reads ``<decode dir>/nbest.jsonl`` (stage 5), asks the LLM for the corrected sentence with the same prompt as the
 training data (``vallr_pin.llm.prompt.build_messages``), greedy decoding, in batches through ms-swift's engines
-(``--backend transformers`` on CPU/GPU, ``--backend vllm`` on a GPU with vLLM installed), cleans each answer with
+(``--backend auto``, the default: vLLM when it is importable and CUDA is available, else transformers; or
+``--backend transformers`` on CPU/GPU, ``--backend vllm`` on a GPU with vLLM installed), cleans each answer with
 the output guard (fallback to the 1-best), and writes to ``--out-dir`` (atomically):
 
 - ``text``: refined transcripts, Kaldi format ``<utt> <hanzi>``, sorted (score it like any decode ``text``);
@@ -34,7 +35,7 @@ from vallr_pin.llm.fusion import FusionWeights
 from vallr_pin.llm.guard import OutputGuard
 from vallr_pin.llm.nbest import read_nbest_jsonl
 from vallr_pin.llm.prompt import load_template
-from vallr_pin.llm.refine import Refiner, Rescorer, make_engine
+from vallr_pin.llm.refine import Refiner, Rescorer, make_engine, resolve_backend
 
 
 
@@ -45,8 +46,10 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", default=None,
                    help="LoRA checkpoint from stage 8 (exp/llm_<tag>/adapter); omit for zero-shot refinement")
     p.add_argument("--out-dir", required=True, help="output directory (text, raw.jsonl, guard_stats.json)")
-    p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
-                   help="ms-swift inference engine: transformers (CPU/GPU) or vllm (GPU, vllm installed)")
+    p.add_argument("--backend", default="auto", choices=["auto", "transformers", "vllm"],
+                   help="ms-swift inference engine: auto (vllm when the vllm package is importable and torch sees a "
+                        "CUDA device, else transformers; rescore mode: transformers), transformers (CPU/GPU) or "
+                        "vllm (GPU, vllm installed)")
     p.add_argument("--batch-size", type=int, default=16, help="utterances per generate call")
     p.add_argument("--model-type", default=None,
                    help="ms-swift model_type (default: from the adapter's args.json, else qwen3)")
@@ -105,6 +108,8 @@ def run(args: argparse.Namespace) -> dict:
     if not entries:
         raise ValueError(f"{args.nbest}: no utterances")
     template = load_template(args.prompt_template, args.lang)
+    args.backend = resolve_backend(args.backend, args.mode)
+    logging.info("backend: %s", args.backend)
     engine = make_engine(args.model, args.adapter, args.backend, args.model_type, args.template, args.torch_dtype,
                          args.batch_size, args.gpu_memory_utilization, args.max_model_len)
     guard = OutputGuard(min_ratio=args.guard_min_ratio, max_ratio=args.guard_max_ratio,

@@ -37,8 +37,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, choices=["cnvsrc", "cmlr", "mini_cnvsrc"], help="which corpus layout to read")
     p.add_argument("--data-dir", type=Path, default=Path("data"), help="output root; sets go to <data-dir>/<set>")
     p.add_argument("--allow-missing", action="store_true",
-                   help="skip utterances whose video or transcript file is missing (with a warning naming them) "
-                        "instead of stopping with an error")
+                   help="skip training/dev utterances whose video or transcript file is missing (with a warning "
+                        "naming them) instead of stopping with an error; never test utterances (scored in full)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="logging verbosity")
 
@@ -58,6 +58,10 @@ def get_parser() -> argparse.ArgumentParser:
                    help="utterances of --dev-set held out as the dev set and removed from training (baseline "
                         "csv such as data/cnvsrc-multi/valid.csv, or one id/path per line); required when the "
                         "dev part is also training data")
+    g.add_argument("--test-list", type=Path,
+                   help="utterances of --test-set to write to data/test (baseline csv or one id/path per line; "
+                        "default: every video of the part); one it names without a video is an error naming it, "
+                        "even with --allow-missing (the test set is scored in full)")
     g.add_argument("--label-csv", action="append", default=[], metavar="PART=FILE",
                    help="take PART's utterances (and transcripts) from a baseline list file "
                         "'<dataset>,<relpath>,<frames>,<labels>' instead of scanning folders; repeatable, files "
@@ -114,6 +118,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             dev_part=none(args.dev_set),
             test_part=none(args.test_set),
             dev_list=args.dev_list,
+            test_list=args.test_list,
             label_csvs=_parse_label_csvs(args.label_csv),
             char_units=args.char_units,
             multi_speaker_regex=args.multi_speaker_regex,

@@ -37,9 +37,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", default=None,
         help="YAML/JSON file with any of: title (str), sets (list), systems (list of {label, path}), meta (list "
-        "of str), paper_ref (path or inline mapping), orderings (list of str), resamples (int). Command-line "
-        "flags are added after it (--system/--ordering after its systems/orderings; --title/--sets/--paper-ref/"
-        "--resamples replace its values).",
+        "of str), paper_ref (path or inline mapping), orderings (list of str), resamples (int), failed (str), "
+        "set_notes ({set: note}). Command-line flags are added after it (--system/--ordering after its "
+        "systems/orderings, --set-note over its set_notes; --title/--sets/--paper-ref/--resamples/--failed replace "
+        "its values).",
     )
     parser.add_argument(
         "--system", action="append", default=[], metavar="LABEL=PATH",
@@ -49,6 +50,16 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sets", nargs="+", default=None,
         help="Test sets, one table each, in this order. Default: the sets named by the --system paths.",
+    )
+    parser.add_argument(
+        "--failed", default=None, metavar="PATH",
+        help="Stage 1's list of utterances it could not turn into features, '{set}' for the test set (e.g. "
+        "dump/roi/{set}/failed): each set's table is headed 'N utterances scored, K failed in stage 1 (reasons)'.",
+    )
+    parser.add_argument(
+        "--set-note", action="append", default=[], metavar="SET=NOTE",
+        help="A note shown in bold above that set's table, e.g. 'dev=validation set: model selection, LLM "
+        "validation and fusion tuning use it, so its CERs are not held-out figures'. Repeatable.",
     )
     parser.add_argument("--title", default=None, help="Section heading (default: 'Results').")
     parser.add_argument("--meta", action="append", default=[], help="A free-form line shown above the tables, "
@@ -88,6 +99,12 @@ def main(argv=None) -> None:
             paper_ref = load_mapping(paper_ref)
         orderings = [Ordering.parse(str(o)) for o in cfg.get("orderings", [])]
         orderings += [Ordering.parse(o) for o in args.ordering]
+        set_notes = {str(k): str(v) for k, v in (cfg.get("set_notes") or {}).items()}
+        for spec in args.set_note:
+            name, sep, note = spec.partition("=")
+            if not sep or not name.strip() or not note.strip():
+                raise ValueError(f"--set-note '{spec}': expected 'SET=NOTE'")
+            set_notes[name.strip()] = note.strip()
         resamples = args.resamples if args.resamples is not None else int(cfg.get("resamples", DEFAULT_RESAMPLES))
         section = render_section(
             systems,
@@ -97,6 +114,8 @@ def main(argv=None) -> None:
             paper_ref=paper_ref,
             orderings=orderings,
             resamples=resamples,
+            failed=args.failed if args.failed is not None else cfg.get("failed"),
+            set_notes=set_notes,
         )
         write_results(args.out, section, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError, KeyError) as e:

@@ -29,9 +29,16 @@ ASSUMED (not documented in any public source found; adapt here if your copy diff
   first non-empty line = sentence, UTF-8 or GBK. If your release carries text only in list files, pass those
   lists (``label_csvs``) instead; then the transcript files are not read at all.
 * CN-CVS2-P1 and CN-CVS3 use CN-CVS's per-speaker layout (``<root>[/<group>]/<spk>/video/<id>.mp4``).
-* CNVSRC-Multi video ids encode the speaker/session in their first 5 digits (``80100``, ``80130``, ...); this
-  is only used to group utterances in ``spk2utt`` and can be changed with ``multi_speaker_regex``.
+* CNVSRC-Multi video ids come in two forms (the baselines' lists of Multi.Dev hold 15,291 ``80100246``-style
+  and 5,159 ``v0010316``-style ids); the speaker/session is taken to be the first 5 digits (``80100``) or the
+  ``v`` and 3 digits (``v001``). It is only used to group utterances in ``spk2utt`` (and so for speaker-
+  stratified subsets) and can be changed with ``multi_speaker_regex``.
   CNVSRC-Single is one speaker by definition.
+
+The dev/valid split: CNVSRC-Multi.Dev (20,450 utterances) is training data in S1-S3 *and* the dev set, so the
+baselines split it: 15,353 for training (their ``data/cnvsrc-multi/train.csv``) and 5,097 held out
+(``valid.csv``, the same list in the 2023 and 2024 baselines, whose "CER on Dev" is measured on it). The recipe
+ships those ids as ``egs/cnvsrc/vsr1/conf/cnvsrc-multi_valid.list``, the default ``dev_list``.
 
 Training-set compositions of the VALLR-Pin papers (Table I): S1 = CN-CVS + CNVSRC.Dev (single- and
 multi-speaker dev sets), S2 = S1 + CN-CVS2-P1, S3 = S2 + CN-CVS3.
@@ -71,7 +78,7 @@ COMPOSITIONS: Dict[str, Tuple[str, ...]] = {
     "S3": _S1 + ("cncvs2_p1", "cncvs3"),
 }
 
-DEFAULT_MULTI_SPEAKER_REGEX = r"^(\d{5})"
+DEFAULT_MULTI_SPEAKER_REGEX = r"^(\d{5}|v\d{3})"
 
 
 @dataclass(frozen=True)
@@ -212,10 +219,13 @@ def read_label_csv(
 
 
 def read_id_list(path: Path) -> Set[str]:
-    """Utterance stems named by a list: baseline csv rows (the .mp4 path is used) or one id/path per line."""
+    """Utterance stems named by a list: baseline csv rows (the .mp4 path is used) or one id/path per line;
+    lines starting with '#' are comments."""
     ids: Set[str] = set()
     with open(path, encoding="utf-8-sig") as f:
         for line in f:
+            if line.lstrip().startswith("#"):
+                continue
             fields = [x.strip() for x in line.strip().split(",") if x.strip()]
             if not fields:
                 continue
@@ -262,6 +272,7 @@ def prepare_cnvsrc(
     dev_part: Optional[str] = "multi_dev",
     test_part: Optional[str] = "multi_eval",
     dev_list: Optional[Path] = None,
+    test_list: Optional[Path] = None,
     label_csvs: Optional[Mapping[str, Sequence[Path]]] = None,
     char_units: Optional[Path] = None,
     multi_speaker_regex: str = DEFAULT_MULTI_SPEAKER_REGEX,
@@ -275,6 +286,9 @@ def prepare_cnvsrc(
     dev_part/test_part: part used for dev/test (None: skip that set).
     dev_list: the utterances of ``dev_part`` that form the dev set (e.g. the baseline's valid.csv); they are
         removed from training. Required when ``dev_part`` is also a training part.
+    test_list: the utterances of ``test_part`` to score (default: every video of the part). The test set is
+        scored in full, so an utterance it names without a video (or transcript) is an error naming it, even
+        with ``allow_missing``.
     label_csvs: part -> list files; when given, the part's utterances are the listed rows (not a scan).
     """
     if composition not in COMPOSITIONS:
@@ -321,8 +335,14 @@ def prepare_cnvsrc(
             part_entries = [e for e in part_entries if e.original_id not in heldout]
         train_entries.extend(part_entries)
     test_entries = entries[test_part] if test_part else []
+    if test_part and test_list is not None:
+        wanted = read_id_list(test_list)
+        test_entries = [e for e in test_entries if e.original_id in wanted]
+        absent = sorted(wanted - {e.original_id for e in entries[test_part]})
+        report_missing([f"{u} (no video {u}.mp4 in part '{test_part}')" for u in absent],
+                       f"utterances of --test-list {test_list} without a video", False)
     return CnvsrcSets(
         train=to_utterances(train_entries, allow_missing, "train"),
         dev=to_utterances(dev_entries, allow_missing, "dev"),
-        test=to_utterances(test_entries, allow_missing, "test"),
+        test=to_utterances(test_entries, False, "test"),  # every test utterance is scored: none may drop out
     )

@@ -68,6 +68,19 @@ def make_engine(model: str, adapter: Optional[str] = None, backend: str = "trans
     raise ValueError(f"unknown backend '{backend}' (transformers or vllm)")
 
 
+def resolve_backend(backend: str = "auto", mode: str = "generate") -> str:
+    """The engine ``auto`` stands for: ``vllm`` when the vllm package is importable and torch sees a CUDA
+    device, else ``transformers``; in ``rescore`` mode always ``transformers`` (it reads the model's
+    log-probabilities directly, which vLLM's engine does not expose). Other values are returned as given."""
+    if backend != "auto":
+        return backend
+    if mode == "rescore" or not _has_module("vllm"):
+        return "transformers"
+    import torch
+
+    return "vllm" if torch.cuda.is_available() else "transformers"
+
+
 def _has_module(name: str) -> bool:
     import importlib.util
 

@@ -29,12 +29,17 @@ _TRUNKS = {
 }
 
 
+ACTIVATIONS = ("prelu", "relu", "swish")
+
+
 def _activation(name: str, channels: int) -> nn.Module:
     if name == "prelu":
         return nn.PReLU(num_parameters=channels)
     if name == "relu":
         return nn.ReLU(inplace=True)
-    raise ValueError(f"frontend_conf.activation must be 'prelu' or 'relu', got '{name}'")
+    if name == "swish":
+        return nn.SiLU()
+    raise ValueError(f"frontend_conf.activation must be one of {', '.join(ACTIVATIONS)}, got '{name}'")
 
 
 class Conv3dResNetFrontend(AbsFrontend):
@@ -46,7 +51,10 @@ class Conv3dResNetFrontend(AbsFrontend):
         stem_channels: Conv3d output channels (64 in the standard frontend).
         stage_channels: base width of each ResNet stage (64, 128, 256, 512 standard; smaller for tiny models).
         blocks_per_stage: blocks in each stage; default from ``trunk``.
-        activation: ``prelu`` (lip-reading convention) or ``relu``.
+        activation: of the stem: ``prelu`` (lip-reading convention) or ``relu``, the ResNet blocks keeping
+            torchvision's ReLU; or ``swish`` (x * sigmoid(x)) in the stem *and* the blocks, as the CNVSRC
+            baselines' (auto-AVSR) frontend has it, so their weights compute the same function here
+            (``vallr_pin.nets.frontend_init``).
         temporal_stride: frame subsampling of the Conv3d stem (1 = none; 2 halves the frame rate).
         dropout: dropout on the per-frame feature before the projection.
         stem_kernel: Conv3d kernel (time, height, width), odd sizes; (5, 7, 7) is the standard frontend. A tiny
@@ -84,6 +92,7 @@ class Conv3dResNetFrontend(AbsFrontend):
             raise ValueError(f"frontend_conf.temporal_stride must be >= 1, got {temporal_stride}")
         self._output_size = output_size
         self.temporal_stride = temporal_stride
+        self.activation = activation
 
         self.stem = nn.Sequential(
             nn.Conv3d(1, stem_channels, kernel_size=stem_kernel, stride=(temporal_stride, 2, 2),
@@ -104,6 +113,9 @@ class Conv3dResNetFrontend(AbsFrontend):
                 )
             layers = [block(in_ch, width, stride=stride, downsample=downsample)]
             layers += [block(out_ch, width) for _ in range(1, n_blocks)]
+            if activation == "swish":
+                for layer in layers:  # torchvision's blocks apply their one `relu` module after each conv
+                    layer.relu = nn.SiLU()
             stages.append(nn.Sequential(*layers))
             in_ch = out_ch
         self.trunk = nn.Sequential(*stages)

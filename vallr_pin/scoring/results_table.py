@@ -5,6 +5,11 @@ The confidence interval and the optional orderings table (is "CER(A) > CER(B)" m
 from a bootstrap over utterances (:mod:`vallr_pin.scoring.bootstrap`) on the per-utterance counts that
 ``vallr_pin.bin.score`` writes beside summary.json (``utt_errors.txt``, its ``#csid`` lines).
 
+Above each set's table a line says how many utterances were scored and how many of them stage 1 could not
+turn into features (read from its ``dump/roi/<set>/failed`` list, by reason): the recipe scores every
+utterance of ``data/<set>/text``, so those count as all deletions instead of leaving N. A set can carry a note
+(the recipe marks its validation set: model selection, LLM validation and fusion tuning look at it).
+
 The generated text sits between two marker comments so that a re-run replaces only its own section and keeps
 whatever else RESULTS.md holds (per-stage timings written by the recipe, hand-written notes).
 """
@@ -124,15 +129,60 @@ def _escape(cell: str) -> str:
     return cell.replace("|", "\\|")
 
 
+def read_failed_reasons(path: Path) -> Optional[Dict[str, int]]:
+    """``{reason: count}`` of a stage-1 ``failed`` list (``<utt> <code>: <details>`` lines, the code being e.g.
+    no_face, too_few_frames, unreadable_video); None when the file does not exist (stage 1 not run there)."""
+    if not path.is_file():
+        return None
+    reasons: Dict[str, int] = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            fields = line.split(maxsplit=1)
+            if not fields:
+                continue
+            code = fields[1].split(":", 1)[0].strip() if len(fields) > 1 else "unknown"
+            reasons[code] = reasons.get(code, 0) + 1
+    return reasons
+
+
+def scored_line(test_set: Optional[str], summaries: Sequence[Mapping[str, object]],
+                failed: Optional[str] = None) -> Optional[str]:
+    """"N utterances scored, K failed in stage 1 (reasons)" for one set. N is the systems' n_sent (every
+    utterance of the reference); ``failed`` the path of stage 1's failed list, ``{set}`` for the set."""
+    counts = sorted({int(s["n_sent"]) for s in summaries if "n_sent" in s})
+    if not counts and failed is None:
+        return None
+    n = " or ".join(str(c) for c in counts) if counts else "n/a"
+    line = f"{n} utterances scored"
+    if failed is not None:
+        path = Path(failed.replace(SET_PLACEHOLDER, test_set) if test_set is not None else failed)
+        reasons = read_failed_reasons(path)
+        if reasons is None:
+            line += f", stage 1 failures unknown (no {path})"
+        else:
+            k = sum(reasons.values())
+            why = ", ".join(f"{r} {c}" for r, c in sorted(reasons.items(), key=lambda x: (-x[1], x[0])))
+            line += f", {k} failed in stage 1" + (f" ({why}; scored as all deletions)" if k else "")
+    return line + "."
+
+
 def render_set_table(test_set: Optional[str], systems: Sequence[System],
-                     resamples: int = DEFAULT_RESAMPLES) -> str:
+                     resamples: int = DEFAULT_RESAMPLES, failed: Optional[str] = None,
+                     note: Optional[str] = None) -> str:
     """One markdown table: rows = systems in the given order; a system without summary.json is 'n/a (not
-    run)', one without utt_errors.txt has 'n/a' as its interval (95% percentile bootstrap, ``resamples``)."""
-    lines = [f"### {test_set}" if test_set else "### results", "",
-             "|system|" + "|".join(f"{c} (%)" if c in ("CER", "SER") else c for c in COLUMNS) + "|",
-             "|---|" + "|".join("---:" for _ in COLUMNS) + "|"]
+    run)', one without utt_errors.txt has 'n/a' as its interval (95% percentile bootstrap, ``resamples``).
+    Above it the set's :func:`scored_line` (``failed``: stage 1's failed list) and ``note``, if any."""
+    summaries = {s: load_summary(s.summary_path(test_set)) for s in systems}
+    lines = [f"### {test_set}" if test_set else "### results", ""]
+    if note:
+        lines += [f"**{note}**", ""]
+    counted = scored_line(test_set, [v for v in summaries.values() if v is not None], failed)
+    if counted:
+        lines += [counted, ""]
+    lines += ["|system|" + "|".join(f"{c} (%)" if c in ("CER", "SER") else c for c in COLUMNS) + "|",
+              "|---|" + "|".join("---:" for _ in COLUMNS) + "|"]
     for s in systems:
-        summary = load_summary(s.summary_path(test_set))
+        summary = summaries[s]
         interval = "" if summary is None else _interval_cell(load_utt_errors(s.utt_errors_path(test_set)), resamples)
         lines.append(_row(_escape(s.label), summary, interval))
     return "\n".join(lines) + "\n"
@@ -267,10 +317,14 @@ def render_section(
     paper_ref: Optional[Mapping[str, object]] = None,
     orderings: Sequence[Ordering] = (),
     resamples: int = DEFAULT_RESAMPLES,
+    failed: Optional[str] = None,
+    set_notes: Optional[Mapping[str, str]] = None,
 ) -> str:
     """The whole generated section (between the markers). ``sets`` default: the sets named by the systems'
     paths (``.../<set>/score_cer``) in order of appearance; ``{set}`` paths need ``sets``. ``orderings``: the
-    claims checked by a paired bootstrap (``resamples`` resamples), in a table after the per-set tables."""
+    claims checked by a paired bootstrap (``resamples`` resamples), in a table after the per-set tables.
+    ``failed``: stage 1's failed list per set (``{set}`` in the path); ``set_notes``: ``{set: note}`` shown
+    above that set's table."""
     if not systems:
         raise ValueError("no systems given; pass --system 'LABEL=PATH' at least once")
     if sets is None or not sets:
@@ -285,7 +339,8 @@ def render_section(
     for test_set in sets:
         # A system whose path names another set (no {set}) is left out of this set's table.
         rows = [s for s in systems if s.inferred_set() in (None, test_set)]
-        parts.append(render_set_table(test_set, rows, resamples))
+        note = (set_notes or {}).get(test_set) if test_set is not None else None
+        parts.append(render_set_table(test_set, rows, resamples, failed, note))
     if orderings:
         parts.append(render_orderings(sets, systems, orderings, resamples))
     if paper_ref:

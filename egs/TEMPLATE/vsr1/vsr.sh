@@ -2,7 +2,7 @@
 # vsr.sh: the VALLR-Pin recipe stages, shared by every egs/<corpus>/vsr1 (like ESPnet's asr.sh).
 # A recipe's run.sh sets its options and calls ./vsr.sh (a symlink to egs/TEMPLATE/vsr1/vsr.sh).
 #
-# Usage: ./run.sh [--stage N] [--stop-stage M] [--nj 4] [--ngpu 0] [--option value ...]
+# Usage: ./run.sh [--stage N] [--stop-stage M] [--nj 4] [--ngpu 0] [--gpu_inference false] [--option value ...]
 #   stage 0  local/data.sh: corpus -> data/{train,dev,test}
 #   stage 1  lip ROI extraction -> dump/roi/<set>/feats.scp (nj jobs)
 #   stage 2  text normalisation, toneless pinyin, token lists
@@ -51,6 +51,9 @@ local_data_opts=         # passed to local/data.sh
 roi_size=96
 detector=mediapipe       # landmark detector when data/<set>/landmarks.scp is absent (or use_landmarks=false)
 use_landmarks=auto       # auto: use data/<set>/landmarks.scp when present; true: require it; false: detect
+detect_every=3           # the detector runs on every 3rd frame, landmarks interpolated between: 381 vs 177 frames
+                         #   per CPU-second on 640x480 video, the crop within 0.10 px (max 0.32) of the crop from
+                         #   every frame (test/bench/bench_lip_roi.py); 1: every frame
 roi_opts=                # extra options for vallr_pin.bin.lip_roi
 
 # Stage 2: text
@@ -83,6 +86,10 @@ nbest_sets="train dev"   # stage 6: sets decoded with them (dev: LLM validation 
 nbest_train_subset=      # stage 6: decode only this many training utterances (a count, or a fraction like 0.2),
                          #   speaker-stratified and deterministic (python -m vallr_pin.bin.subset_data_dir);
                          #   empty: all of them. Stage 7 builds the LLM data from the same subset.
+gpu_inference=false      # stages 5, 6 and 9 on GPUs (as ESPnet's asr.sh): jobs go through cuda_cmd --gpu 1 and decode
+                         #   with --device cuda; false: decode_cmd --gpu 0, --device cpu. true without a CUDA device
+                         #   visible to a cuda_cmd job is an error before any job starts
+inference_ngpu=1         # gpu_inference=true: decode jobs of stages 5 and 6 (one GPU each; nj counts CPU jobs)
 inference_args=          # extra options for vallr_pin.bin.vsr_inference (stages 5 and 6)
 nbest_inference_args=    # extra options for stage 6 only, e.g. "--beam_size 5 --nbest 5" when the prompt shows 5
 
@@ -93,6 +100,8 @@ llm_data_opts=
 llm_sft_config=conf/llm_sft.yaml
 llm_sft_args=            # extra `swift sft` flags (override the config), e.g. "--max_steps 100"
 llm_refine_opts=
+llm_backend=auto         # stage 9's ms-swift engine: auto (vllm when it is importable and the job sees CUDA, else
+                         #   transformers; rescore mode always transformers), transformers or vllm
 llm_refine_nj=1          # stage 9: LLM refinements run at once (each process loads the LLM; mind GPU memory)
 llm_tune_fusion=false    # true (needs llm_refine_opts "--mode rescore"): tune the LLM/VSR fusion weights on
                          #   valid_set (vallr_pin.bin.tune_fusion), apply them to every test set
@@ -114,6 +123,21 @@ all_sets=$(echo "${train_set} ${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF
 nbest_train=${train_set}${nbest_train_subset:+_sub${nbest_train_subset}}  # the training set stages 6-7 use
 mkdir -p "${expdir}"
 timing=${expdir}/stage_times.txt
+
+# Where inference runs (stages 5, 6 and 9), as asr.sh decides it from gpu_inference.
+if [ "${gpu_inference}" = true ]; then
+  infer_cmd=${cuda_cmd}; infer_ngpu=1; infer_nj=${inference_ngpu}; infer_device=cuda
+else
+  infer_cmd=${decode_cmd}; infer_ngpu=0; infer_nj=${nj}; infer_device=cpu
+fi
+if [ "${gpu_inference}" = true ] && { { [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 5 ]; } ||
+                                      { [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; }; }; then
+  # one probe job through the same launcher, so a CPU-only node or partition fails now, not after stage 4
+  mkdir -p "${expdir}/decode_logs"
+  ${infer_cmd} --gpu 1 "${expdir}/decode_logs/check_cuda.log" \
+    ${python} -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" \
+    || { log "Error: --gpu_inference true, but a job of '${infer_cmd} --gpu 1' sees no CUDA device (torch.cuda.is_available() is False; ${expdir}/decode_logs/check_cuda.log): run on a GPU machine or partition, or use --gpu_inference false"; exit 1; }
+fi
 
 run_stage() {  # run_stage N title: true when N is selected; logs and times it
   [ "$1" -ge "${stage}" ] && [ "$1" -le "${stop_stage}" ] || return 1
@@ -154,7 +178,7 @@ if run_stage 1 "lip ROI extraction -> ${dumpdir}/roi"; then
     for n in $(seq "${_nj}"); do split_scps+=" ${dir}/split${_nj}/${n}/video.scp"; done
     # shellcheck disable=SC2086
     utils/split_scp.pl "${src}/video.scp" ${split_scps}
-    lm_opts="--detector ${detector}"
+    lm_opts="--detector ${detector} --detect-every ${detect_every}"
     if [ "${use_landmarks}" = true ] || { [ "${use_landmarks}" = auto ] && [ -f "${src}/landmarks.scp" ]; }; then
       lm_opts="--landmarks-scp ${src}/landmarks.scp"
     fi
@@ -263,11 +287,11 @@ queue_decode() {  # queue_decode <model exp> <checkpoint file> <set> <decode dir
 run_decodes() {  # run_decodes <log dir>: decode, merge and score everything queued; logs in <log dir>
   local logdir=$1 spec mexp ckpt dset dir extra data _nj max_nj=1 n key_files
   mkdir -p "${logdir}"
-  for n in $(seq "${nj}"); do : > "${logdir}/decode_list.${n}"; done
+  for n in $(seq "${infer_nj}"); do : > "${logdir}/decode_list.${n}"; done
   for spec in "${decodes[@]}"; do
     IFS='|' read -r mexp ckpt dset dir extra <<< "${spec}"
     data=${dumpdir}/roi/${dset}
-    _nj=$(min "${nj}" "$(wc -l < "${data}/feats.scp")")
+    _nj=$(min "${infer_nj}" "$(wc -l < "${data}/feats.scp")")
     [ "${_nj}" -gt "${max_nj}" ] && max_nj=${_nj}
     mkdir -p "${dir}/logdir"
     key_files=""
@@ -281,14 +305,14 @@ run_decodes() {  # run_decodes <log dir>: decode, merge and score everything que
         >> "${logdir}/decode_list.${n}"
     done
   done
-  log "  ${#decodes[@]} decodes in ${max_nj} jobs (logs: ${logdir}/inference.*.log)"
+  log "  ${#decodes[@]} decodes in ${max_nj} jobs on ${infer_device} (logs: ${logdir}/inference.*.log)"
   # shellcheck disable=SC2086
-  ${decode_cmd} JOB=1:"${max_nj}" "${logdir}/inference.JOB.log" \
-    ${python} -m vallr_pin.bin.vsr_inference --config "${decode_config}" \
+  ${infer_cmd} --gpu "${infer_ngpu}" JOB=1:"${max_nj}" "${logdir}/inference.JOB.log" \
+    ${python} -m vallr_pin.bin.vsr_inference --config "${decode_config}" --device "${infer_device}" \
       --decode_list "${logdir}/decode_list.JOB" ${inference_args}
   for spec in "${decodes[@]}"; do
     IFS='|' read -r mexp ckpt dset dir extra <<< "${spec}"
-    _nj=$(min "${nj}" "$(wc -l < "${dumpdir}/roi/${dset}/feats.scp")")
+    _nj=$(min "${infer_nj}" "$(wc -l < "${dumpdir}/roi/${dset}/feats.scp")")
     run_bg "${nj}" merge_and_score "${dir}" "${dset}" "${_nj}"
   done
   wait_bg
@@ -296,11 +320,15 @@ run_decodes() {  # run_decodes <log dir>: decode, merge and score everything que
 }
 
 merge_and_score() {  # merge_and_score <decode dir> <set> <jobs>
-  local dir=$1 dset=$2 n job_dirs=""
+  local dir=$1 dset=$2 n job_dirs="" ref=data/$2/text
   for n in $(seq "$3"); do job_dirs+=" ${dir}/logdir/output.${n}"; done
   # shellcheck disable=SC2086
   ${python} -m vallr_pin.bin.vsr_inference --output_dir "${dir}" --merge ${job_dirs}
-  score_dir "${dumpdir}/roi/${dset}/text" "${dir}"
+  # Scored against data/<set>/text, every utterance of the set: one that stage 1 dropped (no face, too few
+  # frames) has no hypothesis and counts as all deletions, as CNVSRC scores its whole eval list. Stage 6's
+  # training subset exists only as a dump dir, drawn from the utterances that have features.
+  [ "${dset}" != "${nbest_train}" ] || [ -f "${ref}" ] || ref=${dumpdir}/roi/${dset}/text
+  score_dir "${ref}" "${dir}"
 }
 
 score_dir() {  # score_dir <ref text> <dir with text>
@@ -397,8 +425,8 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     for dset in ${refine_sets}; do
       out=${llm_exp}/refine_${mode}/${dset}
       # shellcheck disable=SC2086
-      run_bg "${llm_refine_nj}" ${cuda_cmd} --gpu "${ngpu}" "${out}/refine.log" \
-        ${python} -m vallr_pin.bin.llm_refine --model "${llm_model}" ${adapter_opt} \
+      run_bg "${llm_refine_nj}" ${infer_cmd} --gpu "${infer_ngpu}" "${out}/refine.log" \
+        ${python} -m vallr_pin.bin.llm_refine --model "${llm_model}" ${adapter_opt} --backend "${llm_backend}" \
           --nbest "${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl" --out-dir "${out}" ${llm_refine_opts}
     done
   done
@@ -409,13 +437,15 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     if [ "${llm_tune_fusion}" = true ]; then
       # LLM weight and length bonus chosen on the validation set only, then applied unchanged to every set
       ${python} -m vallr_pin.bin.tune_fusion --tune-dir "${llm_exp}/refine_${mode}/${valid_set}" \
-        --ref "${dumpdir}/roi/${valid_set}/text" --apply-dir "${apply_dirs[@]}" \
+        --ref "data/${valid_set}/text" --apply-dir "${apply_dirs[@]}" \
         2>&1 | tee "${llm_exp}/refine_${mode}/tune_fusion.log"
     fi
     for dset in ${refine_sets}; do
-      score_dir "${dumpdir}/roi/${dset}/text" "${llm_exp}/refine_${mode}/${dset}"
+      score_dir "data/${dset}/text" "${llm_exp}/refine_${mode}/${dset}"  # every utterance, as in stage 5
     done
   done
+  valid_uses="model selection (${inference_model}), LLM validation (stage 7)"
+  [ "${llm_tune_fusion}" = true ] && valid_uses+=", fusion tuning (stage 9)"
   results_opts=(--out RESULTS.md --sets ${test_sets} --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
     --system "char-only (stage I)=${char_exp}/${decode_dir}/{set}/score_cer"
     --system "dual decoder (stage I)=${vsr_exp}/${decode_dir}/{set}/score_cer"
@@ -425,7 +455,9 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     --ordering "dual decoder (stage I) > dual + fine-tuned LLM"
     --ordering "dual + zero-shot LLM >= dual + fine-tuned LLM"
     --meta "VSR model: ${vsr_config} (${vsr_exp}/${inference_model}); decoding: ${decode_config}"
-    --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)")
+    --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)"
+    --failed "${dumpdir}/roi/{set}/failed"
+    --set-note "${valid_set}=validation set: ${valid_uses} use it, so its CERs are not held-out figures")
   [ -n "${paper_results}" ] && results_opts+=(--paper-ref "${paper_results}")
   end_stage 9
   results_opts+=(--meta "time per stage (s, latest run): $(awk '{printf "%s%s=%s", sep, $2, $3; sep=", "}' "${timing}")")

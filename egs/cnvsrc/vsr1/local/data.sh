@@ -12,10 +12,13 @@ log() {
 train_set_composition=S3  # S1 = CN-CVS + CNVSRC.Dev; S2 = S1 + CN-CVS2-P1; S3 = S2 + CN-CVS3
 dev_set=multi_dev         # part for data/dev (none to skip)
 test_set=multi_eval       # part for data/test (none to skip)
-dev_list=                 # held-out utterances of dev_set, e.g. the baseline's data/cnvsrc-multi/valid.csv
+dev_list=auto             # held-out utterances of dev_set (removed from training; a file, or none). auto: for
+                          #   multi_dev conf/cnvsrc-multi_valid.list, the CNVSRC 2023/2024 baselines' valid.csv
+                          #   (5,097 of Multi.Dev's 20,450, the set of their dev CER); none for other dev sets
+test_list=                # utterances of test_set to score (default: all of them; one without a video is an error)
 label_csvs=               # space-separated PART=FILE baseline list files used instead of scanning folders
 char_units=               # baseline datamodule/char_units.txt, to decode token-id labels of label_csvs
-allow_missing=false       # true: skip utterances with a missing video/transcript instead of failing
+allow_missing=false       # true: skip train/dev utterances with a missing video/transcript instead of failing
 data_dir=data
 python=python3
 
@@ -36,7 +39,11 @@ done
 args=(--corpus cnvsrc --data-dir "${data_dir}" --train-set-composition "${train_set_composition}"
       --dev-set "${dev_set}" --test-set "${test_set}"
       --cncvs-root "${CNCVS}" --cncvs2-p1-root "${CNCVS2_P1}" --cncvs3-root "${CNCVS3}" --cnvsrc-root "${CNVSRC}")
-[ -n "${dev_list}" ] && args+=(--dev-list "${dev_list}")
+if [ "${dev_list}" = auto ]; then
+    dev_list=none; [ "${dev_set}" = multi_dev ] && dev_list=conf/cnvsrc-multi_valid.list
+fi
+[ "${dev_list}" != none ] && [ -n "${dev_list}" ] && args+=(--dev-list "${dev_list}")
+[ -n "${test_list}" ] && args+=(--test-list "${test_list}")
 [ -n "${char_units}" ] && args+=(--char-units "${char_units}")
 for x in ${label_csvs}; do args+=(--label-csv "${x}"); done
 [ "${allow_missing}" = true ] && args+=(--allow-missing)

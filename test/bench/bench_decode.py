@@ -1,0 +1,101 @@
+#!/usr/bin/env python3
+"""Decoding speed of one stage-5/6 job for the paper-size model: utterances per second and seconds per frame.
+
+Builds the model of ``--config`` (random weights; the recipe's paper config by default), saves it as a trained
+model is saved (config.yaml + .pth), and decodes ``--utts`` clips of ``--frames`` frames with the real decoder
+(``vallr_pin.bin.vsr_inference.VideoToText``) and ``--decode_config``'s settings: character beam 10 / 10-best,
+pinyin beam 5. A random model never ends a hypothesis, so the hypotheses run to ``maxlenratio x frames`` tokens:
+the defaults are a mean CNVSRC-Multi.Dev utterance, 128 frames and 21.5 characters (the CNVSRC baselines'
+lists of its 20,450 utterances), so 22 characters. The encoder (frontend + SAN-M) is
+timed apart from the searches, since it scales with frames and the searches with tokens x beam.
+
+    python test/bench/bench_decode.py                      # CPU, 1 thread, as one stage-6 job of vsr.sh runs
+    python test/bench/bench_decode.py --device cuda --utts 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=Path, default=REPO / "egs/cnvsrc/vsr1/conf/train_vsr_dual.yaml")
+    p.add_argument("--decode_config", type=Path, default=REPO / "egs/cnvsrc/vsr1/conf/decode_vsr.yaml")
+    p.add_argument("--utts", type=int, default=3, help="utterances decoded (after one warm-up)")
+    p.add_argument("--frames", type=int, default=128, help="frames per utterance (CNVSRC-Multi.Dev: 128 on average)")
+    p.add_argument("--maxlenratio", type=float, default=0.172, help="hypothesis length / frames (see above)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (vsr.sh's jobs use 1)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    from bench_train_step import build
+
+    from vallr_pin.bin.vsr_inference import VideoToText
+
+    dec = yaml.safe_load(args.decode_config.read_text(encoding="utf-8"))
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        from vallr_pin.tasks.vsr import VSRTask
+
+        model = build(args.config, 4000, 400, 88, tmp)  # also writes the token lists and the config it used
+        torch.save(model.state_dict(), tmp / "model.pth")
+        train_args = VSRTask.get_parser().parse_args([
+            "--config", str(tmp / args.config.name), "--token_list", str(tmp / "c.txt"),
+            "--pinyin_token_list", str(tmp / "p.txt"), "--output_dir", str(tmp)])
+        (tmp / "config.yaml").write_text(yaml.safe_dump(vars(train_args), allow_unicode=True), encoding="utf-8")
+        v2t = VideoToText(str(tmp / "config.yaml"), str(tmp / "model.pth"), device=args.device,
+                          beam_size=dec["beam_size"], ctc_weight=dec["ctc_weight"], penalty=dec["penalty"],
+                          maxlenratio=args.maxlenratio, nbest=dec["nbest"], beam_search_impl=dec["beam_search_impl"],
+                          pinyin_decode_mode=dec["pinyin_decode_mode"], pinyin_beam_size=dec["pinyin_beam_size"],
+                          pinyin_ctc_weight=dec["pinyin_ctc_weight"],
+                          pinyin_rescore_weight=dec["pinyin_rescore_weight"])
+    clips = [torch.randn(1, args.frames, 88 * 88) for _ in range(args.utts + 1)]
+    lengths = torch.tensor([args.frames])
+
+    def sync():
+        if args.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    # On a CPU the job's CPU time is its cost (a shared host stretches the wall time, not the work); on a GPU
+    # the wall time is.
+    clock = time.perf_counter if args.device.startswith("cuda") else time.process_time
+    v2t(clips[0], lengths)  # warm-up
+    sync()
+    t0, w0 = clock(), time.perf_counter()
+    recs = [v2t(c, lengths)[0] for c in clips[1:]]
+    sync()
+    total, wall = (clock() - t0) / args.utts, (time.perf_counter() - w0) / args.utts
+    with torch.no_grad():
+        t0 = clock()
+        for c in clips[1:]:
+            v2t.model.encode(c.to(args.device), lengths.to(args.device))
+        sync()
+        enc = (clock() - t0) / args.utts
+    params = sum(p.numel() for p in v2t.model.parameters()) / 1e6
+    tokens = sum(len(r.nbest[0][0]) for r in recs) / len(recs) if recs and recs[0].nbest else float("nan")
+    print(f"{args.config.name}: {params:.1f}M parameters, device {args.device}, {args.threads} thread(s); "
+          f"{args.frames} frames, {tokens:.0f} characters per utterance, beam {dec['beam_size']}, "
+          f"pinyin beam {dec['pinyin_beam_size']} ({dec['pinyin_decode_mode']})")
+    kind = "GPU wall" if clock is time.perf_counter else "CPU"
+    print(f"per utterance: {total:.2f} {kind} s ({1 / total:.3f} utt/s per job; wall {wall:.2f} s), of which "
+          f"encoder {enc:.2f} s and searches {total - enc:.2f} s; {1000 * total / args.frames:.1f} ms per frame")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The command lines vsr.sh forms for stages 5, 6 and 9, without running a model.
+
+A throw-away recipe directory links the real vsr.sh, path.sh and utils/, and replaces the job launchers (cmd.sh)
+and ``--python`` with stand-ins that record every call (then run the job through utils/run.pl, which runs the
+stand-in python, which records and exits 0). So the test sees exactly what a user's cluster would be asked to
+run, in a second, with no ESPnet import. Each test reads the record as a list of argument lists.
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "egs" / "TEMPLATE" / "vsr1"
+
+CMD_SH = """\
+export decode_cmd="{rec}/cmd_rec decode_cmd" cuda_cmd="{rec}/cmd_rec cuda_cmd" train_cmd="{rec}/cmd_rec train_cmd"
+"""
+# A job launcher that records how it was called, then runs the job as run.pl does.
+CMD_REC = """\
+#!/usr/bin/env bash
+{{ printf '%s' "$1"; shift; printf ' %q' "$@"; echo; }} >> "{rec}/calls"
+exec "{utils}/run.pl" "$@"
+"""
+# A python that records its arguments; `-c` (vsr.sh's CUDA probe) says yes under FAKE_CUDA=1, else runs for real.
+PY_REC = """\
+#!/usr/bin/env bash
+{{ printf 'python'; printf ' %q' "$@"; echo; }} >> "{rec}/calls"
+if [ "$1" = -c ]; then
+  [ "${{FAKE_CUDA:-0}}" = 1 ] && exit 0
+  exec "{python}" "$@"
+fi
+exit 0
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    d = tmp_path / "egs" / "fake" / "vsr1"
+    rec = tmp_path / "rec"
+    d.mkdir(parents=True)
+    rec.mkdir()
+    for name in ("vsr.sh", "path.sh"):
+        (d / name).symlink_to(TEMPLATE / name)
+    (d / "utils").symlink_to(ROOT / "utils")
+    (d / "cmd.sh").write_text(CMD_SH.format(rec=rec))
+    for name, body in (("cmd_rec", CMD_REC), ("py_rec", PY_REC)):
+        (rec / name).write_text(body.format(rec=rec, utils=ROOT / "utils", python=sys.executable))
+        (rec / name).chmod(0o755)
+    for dset, n in (("train", 6), ("dev", 3), ("test", 3)):
+        for top in (d / "data" / dset, d / "dump" / "roi" / dset):
+            top.mkdir(parents=True)
+        utts = [f"spk{dset}_{i}" for i in range(n)]
+        (d / "data" / dset / "text").write_text("".join(f"{u} 你好\n" for u in utts))
+        # stage 1 dropped the last utterance of each set: the dump dir lacks it
+        (d / "dump" / "roi" / dset / "feats.scp").write_text("".join(f"{u} x.ark:1\n" for u in utts[:-1]))
+        (d / "dump" / "roi" / dset / "text").write_text("".join(f"{u} 你好\n" for u in utts[:-1]))
+        (d / "dump" / "roi" / dset / "failed").write_text(f"{utts[-1]} no_face: no face found in any of 9 frames\n")
+    (d / "exp" / "vsr_dual" / "ckpt_keep").mkdir(parents=True)
+    (d / "exp" / "vsr_dual" / "ckpt_keep" / "1epoch.pth").write_text("")
+    (d / "RESULTS.md").write_text("")
+    return d
+
+
+def run_vsr(recipe: Path, *args: str, env=None) -> subprocess.CompletedProcess:
+    cmd = ["./vsr.sh", "--python", str(recipe.parents[2] / "rec" / "py_rec"), "--nj", "2", "--llm_model", "llm",
+           "--nbest_ckpts", "1epoch", *args]
+    return subprocess.run(cmd, cwd=recipe, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **(env or {})))
+
+
+def calls(recipe: Path):
+    path = recipe.parents[2] / "rec" / "calls"
+    return [shlex.split(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def module_calls(recipe: Path, module: str):
+    """The argument lists (after ``-m vallr_pin.bin.<module>``) of every python call of that entry point."""
+    out = []
+    for c in calls(recipe):
+        if c[0] == "python" and c[1:3] == ["-m", f"vallr_pin.bin.{module}"]:
+            out.append(c[3:])
+    return out
+
+
+def opt(args, name):
+    """Values of every ``name VALUE`` in an argument list."""
+    return [args[i + 1] for i, a in enumerate(args[:-1]) if a == name]
+
+
+def test_stages_5_and_9_score_every_utterance_of_the_data_dir(recipe):
+    p = run_vsr(recipe, "--stage", "5", "--stop-stage", "5")
+    assert p.returncode == 0, p.stderr
+    # stage 6's training subset has no data dir (subset_data_dir writes dump/roi/train_sub2): its dump text
+    sub = recipe / "dump" / "roi" / "train_sub2"
+    sub.mkdir()
+    (sub / "feats.scp").write_text("spktrain_0 x.ark:1\nspktrain_1 x.ark:1\n")
+    p = run_vsr(recipe, "--stage", "6", "--stop-stage", "6", "--nbest_train_subset", "2")
+    assert p.returncode == 0, p.stderr
+    stage6 = {Path(opt(a, "--hyp")[0]).parent.name: opt(a, "--ref") for a in module_calls(recipe, "score")[4:]}
+    assert stage6 == {"train_sub2": ["dump/roi/train_sub2/text"], "dev": ["data/dev/text"]}
+    p = run_vsr(recipe, "--stage", "9", "--stop-stage", "9", "--llm_tune_fusion", "true",
+                "--llm_refine_opts", "--mode rescore")
+    assert p.returncode == 0, p.stderr
+    scored = module_calls(recipe, "score")
+    # stage 5: 2 models x 2 sets; stage 6: 2 sets; stage 9: 2 modes x 2 sets
+    assert len(scored) == 10
+    for args in scored[:4] + scored[6:]:
+        dset = Path(opt(args, "--hyp")[0]).parent.name
+        assert opt(args, "--ref") == [f"data/{dset}/text"], args
+    for args in module_calls(recipe, "error_analysis"):
+        assert opt(args, "--ref")[0].startswith("data/") or "train_sub2" in opt(args, "--ref")[0], args
+    tuned = module_calls(recipe, "tune_fusion")
+    assert len(tuned) == 2 and all(opt(a, "--ref") == ["data/dev/text"] for a in tuned)
+    # RESULTS.md: per set the count of stage-1 failures, and the validation set marked as such
+    (results,) = module_calls(recipe, "show_results")
+    assert opt(results, "--failed") == ["dump/roi/{set}/failed"]
+    (note,) = opt(results, "--set-note")
+    assert note.startswith("dev=validation set: model selection") and "fusion tuning" in note
+
+
+def inference_jobs(recipe: Path):
+    """(launcher name, its options before JOB=, the vsr_inference arguments) of every decode job array."""
+    out = []
+    for c in calls(recipe):
+        if c[0] in ("decode_cmd", "cuda_cmd") and "vallr_pin.bin.vsr_inference" in c:
+            j = next(i for i, a in enumerate(c) if a.startswith("JOB="))
+            out.append((c[0], c[1:j], c[c.index("vallr_pin.bin.vsr_inference") + 1:], c[j]))
+    return out
+
+
+def refine_jobs(recipe: Path):
+    return [c for c in calls(recipe) if c[0] in ("decode_cmd", "cuda_cmd") and "vallr_pin.bin.llm_refine" in c]
+
+
+@pytest.mark.parametrize("gpu", [False, True])
+def test_decode_and_refine_jobs_on_cpu_or_gpu(recipe, gpu):
+    """CPU: decode_cmd --gpu 0, nj jobs, --device cpu. GPU (--gpu_inference true): one CUDA probe job, then
+    cuda_cmd --gpu 1, inference_ngpu jobs, --device cuda; stage 9 the same launcher, --backend as asked."""
+    opts = ["--gpu_inference", "true", "--inference_ngpu", "1"] if gpu else []
+    p = run_vsr(recipe, "--stage", "5", "--stop-stage", "9", *opts, "--llm_backend", "auto",
+                env={"FAKE_CUDA": "1"})
+    # stages 7-8 are recorded as python calls too; only 5, 6, 9 form inference jobs
+    assert p.returncode == 0, p.stderr
+    launcher, device, ngpu, jobs = ("cuda_cmd", "cuda", "1", "JOB=1:1") if gpu else ("decode_cmd", "cpu", "0",
+                                                                                        "JOB=1:2")
+    decodes = inference_jobs(recipe)
+    assert len(decodes) == 2  # one job array for stage 5, one for stage 6
+    for name, launcher_opts, args, job_range in decodes:
+        assert (name, launcher_opts, job_range) == (launcher, ["--gpu", ngpu], jobs)
+        assert opt(args, "--device") == [device]
+    refines = refine_jobs(recipe)
+    assert len(refines) == 4  # (fine-tuned, zero-shot) x (dev, test)
+    for c in refines:
+        assert c[:3] == [launcher, "--gpu", ngpu] and opt(c, "--backend") == ["auto"]
+    probes = [c for c in calls(recipe) if c[0] == "python" and c[1] == "-c"]
+    assert len(probes) == (1 if gpu else 0)
+    if gpu:  # the probe ran first, through the GPU launcher
+        first = calls(recipe)[0]
+        assert first[:3] == ["cuda_cmd", "--gpu", "1"] and "-c" in first
+
+
+def test_gpu_inference_without_cuda_stops_before_any_job(recipe):
+    p = run_vsr(recipe, "--stage", "5", "--stop-stage", "5", "--gpu_inference", "true",
+                env={"CUDA_VISIBLE_DEVICES": ""})  # no CUDA for torch, on a GPU host too
+    assert p.returncode != 0
+    assert "--gpu_inference true, but a job of" in p.stderr and "sees no CUDA device" in p.stderr
+    assert not inference_jobs(recipe) and not module_calls(recipe, "score")
+
+
+def test_stage_1_runs_the_detector_on_every_third_frame_unless_told(recipe):
+    for dset in ("train", "dev", "test"):
+        utts = [ln.split()[0] for ln in (recipe / "data" / dset / "text").read_text().splitlines()]
+        (recipe / "data" / dset / "video.scp").write_text("".join(f"{u} /v/{u}.mp4\n" for u in utts))
+        (recipe / "data" / dset / "utt2spk").write_text("".join(f"{u} spk{dset}\n" for u in utts))
+    assert run_vsr(recipe, "--stage", "1", "--stop-stage", "1").returncode == 0
+    assert run_vsr(recipe, "--stage", "1", "--stop-stage", "1", "--detect_every", "1").returncode == 0
+    jobs = [c for c in calls(recipe) if c[0] == "decode_cmd" and "vallr_pin.bin.lip_roi" in c]
+    assert len(jobs) == 6  # one job array per set, twice
+    assert [opt(c, "--detect-every") for c in jobs] == [["3"]] * 3 + [["1"]] * 3
