@@ -60,6 +60,20 @@ def recipe(tmp_path):
         (d / "dump" / "roi" / dset / "feats.scp").write_text("".join(f"{u} x.ark:1\n" for u in utts[:-1]))
         (d / "dump" / "roi" / dset / "text").write_text("".join(f"{u} 你好\n" for u in utts[:-1]))
         (d / "dump" / "roi" / dset / "failed").write_text(f"{utts[-1]} no_face: no face found in any of 9 frames\n")
+        (d / "dump" / "roi" / dset / "text_pinyin").write_text("".join(f"{u} ni hao\n" for u in utts[:-1]))
+    # what the earlier stages leave, so that each stage's input checks (vsr.sh's `need`) pass
+    for model in ("vsr_dual", "vsr_char"):
+        (d / "exp" / model).mkdir(parents=True)
+        for name in ("config.yaml", "valid.acc_char.ave.pth"):
+            (d / "exp" / model / name).write_text("")
+    # ... and what stages 5-8 would have written (the stand-in python writes nothing)
+    for sub in ("decode_vsr_1epoch/train", "decode_vsr_1epoch/train_sub2", "decode_vsr_1epoch/dev",
+                "decode_vsr_valid.acc_char.ave/dev", "decode_vsr_valid.acc_char.ave/test"):
+        (d / "exp" / "vsr_dual" / sub).mkdir(parents=True)
+        (d / "exp" / "vsr_dual" / sub / "nbest.jsonl").write_text("")
+    (d / "exp" / "llm_data").mkdir(parents=True)
+    (d / "exp" / "llm_data" / "train.jsonl").write_text("")
+    (d / "exp" / "llm_lora" / "adapter").mkdir(parents=True)
     (d / "exp" / "vsr_dual" / "ckpt_keep").mkdir(parents=True)
     (d / "exp" / "vsr_dual" / "ckpt_keep" / "1epoch.pth").write_text("")
     (d / "RESULTS.md").write_text("")
