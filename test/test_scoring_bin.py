@@ -182,6 +182,17 @@ def test_score_normalises_the_reference_like_the_hypothesis(decode, capsys, capl
     assert (summary["sub"], summary["del"], summary["ins"], summary["n_ref"]) == (1, 0, 0, 10)
 
 
+def test_score_traditional_hypothesis_matches_the_simplified_reference(decode):
+    """The scorer's normaliser converts traditional characters (an LLM may answer in them), like stage 2."""
+    data, dec = decode
+    write_kv(data / "text", {"spk2-spk2_d": "爸爸去银行"})
+    write_kv(dec / "text", {"spk2-spk2_d": "爸爸去銀行"})
+    out = dec / "score_cer"
+    score_bin.main(["--ref", str(data / "text"), "--hyp", str(dec / "text"), "--out-dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert (summary["cer"], summary["n_ref"]) == (0.0, 5)
+
+
 def test_score_gbk_hypothesis_is_one_line_error(decode, capsys, caplog):
     data, dec = decode
     (dec / "text").write_bytes("spk1-spk1_a 我事中人\n".encode("gbk"))

@@ -96,3 +96,33 @@ def test_output_is_hanzi_only_and_idempotent(raw):
     out = normalize_text(raw)
     assert out and all(is_hanzi(ch) for ch in out)
     assert normalize_text(out) == out
+
+
+def test_traditional_converted_to_simplified_and_counted():
+    """Issue 21: 銀 and 银 were distinct tokens (20% dev OOV on a traditional dev set)."""
+    out, c = norm("我去銀行存錢。")
+    assert out == "我去银行存钱"
+    assert c["traditional_converted"] == 2
+    assert norm("乾杯，乾坤")[0] == "干杯乾坤"  # phrase by phrase: 乾 is gan in 乾杯 but stays in 乾坤
+    assert norm("\uf92d了")[0] == "来了"  # compatibility ideograph 來: folded by rule 1, then converted
+
+
+def test_traditional_conversion_can_be_switched_off():
+    counts = Counter()
+    assert normalize_text("我去銀行存錢。", counts, traditional_to_simplified=False) == "我去銀行存錢"
+    assert counts["traditional_converted"] == 0
+
+
+@pytest.mark.parametrize("simplified", ["著名的后来人", "头发很干燥", "里面有一个面包", "我们去银行了解一下"])
+def test_simplified_text_is_not_changed_by_the_conversion(simplified):
+    out, c = norm(simplified)
+    assert out == simplified
+    assert "traditional_converted" not in c
+    assert out == normalize_text(simplified, traditional_to_simplified=False)
+
+
+def test_conversion_never_drops_a_character():
+    # OpenCC maps some rare characters to simplified forms beyond extension A (鈇 -> U+2B4E7), which rule 9
+    # would drop; they keep their traditional form instead
+    assert norm("鈇")[0] == "鈇"
+    assert norm("二噁英")[0] == "二噁英"  # OpenCC's phrase 二噁英 -> 二\U0002BAC7英

@@ -61,3 +61,12 @@ def test_gb2312_inventory():
     assert len(syllable_inventory(heteronyms=False)) < len(inv)
     assert {"nv", "lv", "lve", "nve", "er", "zhuang"} <= set(inv)
     assert "ü" not in "".join(inv) and "nü" not in inv
+
+
+def test_traditional_text_gets_its_phrase_reading_after_normalisation():
+    """pypinyin's phrase dictionaries are simplified: 銀行 as such reads "yin xing" (issue 21)."""
+    from vallr_pin.text.normalize import normalize_text
+
+    assert pinyin_string("銀行") == "yin xing"  # the reported behaviour, without the conversion
+    assert pinyin_string(normalize_text("銀行")) == "yin hang"
+    assert pinyin_string(normalize_text("乾杯")) == "gan bei"

@@ -178,3 +178,46 @@ def test_utf8_bom_is_dropped_with_a_warning(tmp_path, caplog):
     assert "byte-order mark" in caplog.text
     assert list(read_kv(tmp_path / "dev" / "text")) == ["spk3-spk3_0001"]
     assert not (tmp_path / "dev" / "text.orig").read_bytes().startswith(b"\xef\xbb\xbf")
+
+
+TRAD_DEV = {"spk3-spk3_0001": "我們去銀行，好嗎？", "spk3-spk3_0002": "女孩去旅遊了"}
+
+
+def test_traditional_dev_set_meets_the_simplified_token_list(tmp_path, caplog):
+    """Issue 21: a traditional dev set had 20% char OOV against a simplified training set."""
+    make_dir(tmp_path / "train", TRAIN)
+    make_dir(tmp_path / "dev", TRAD_DEV)
+    caplog.set_level("INFO")
+    run(tmp_path)
+    assert read_kv(tmp_path / "dev" / "text")["spk3-spk3_0001"] == "我们去银行好吗"
+    assert read_kv(tmp_path / "dev" / "text_pinyin")["spk3-spk3_0001"] == "wo men qu yin hang hao ma"
+    assert read_kv(tmp_path / "dev" / "text.orig") == TRAD_DEV
+    dev_line = [m for m in caplog.messages if m.startswith(f"{tmp_path / 'dev'}: 2 utterances")]
+    assert len(dev_line) == 1 and "traditional_converted=4" in dev_line[0]
+    assert any("chars 0.00%" in m for m in caplog.messages if "OOV" in m)
+
+
+def test_traditional_kept_with_the_switch_off(tmp_path):
+    make_dir(tmp_path / "train", TRAD_DEV)
+    make_dir(tmp_path / "dev", DEV)
+    main(["--data-dirs", str(tmp_path / "train"), "--train-dir", str(tmp_path / "train"),
+          "--token-list-dir", str(tmp_path / "token_list"), "--traditional-to-simplified", "false"])
+    assert read_kv(tmp_path / "train" / "text")["spk3-spk3_0001"] == "我們去銀行好嗎"
+    chars = read_token_list(tmp_path / "token_list" / "char" / "tokens.txt")
+    assert "銀" in chars and "银" not in chars
+
+
+def test_data_dir_prepared_before_the_conversion_picks_it_up_on_the_next_run(tmp_path, caplog):
+    """A data dir written by stage 2 without the conversion (the old normaliser = the switch off) is converted
+    by the next stage-2 run: its lines match text.sha1, so they are ours and normalised again from text.orig."""
+    make_dir(tmp_path / "train", TRAIN)
+    make_dir(tmp_path / "dev", TRAD_DEV)
+    main(["--data-dirs", str(tmp_path / "train"), str(tmp_path / "dev"), "--train-dir", str(tmp_path / "train"),
+          "--token-list-dir", str(tmp_path / "token_list"), "--traditional-to-simplified", "false"])
+    assert read_kv(tmp_path / "dev" / "text")["spk3-spk3_0001"] == "我們去銀行好嗎"
+    caplog.set_level("INFO")
+    run(tmp_path)
+    assert read_kv(tmp_path / "dev" / "text")["spk3-spk3_0001"] == "我们去银行好吗"
+    assert read_kv(tmp_path / "dev" / "text_pinyin")["spk3-spk3_0001"] == "wo men qu yin hang hao ma"
+    assert read_kv(tmp_path / "dev" / "text.orig") == TRAD_DEV  # not mistaken for a hand correction
+    assert not any("changed since stage 2" in m or "rewritten" in m for m in caplog.messages)

@@ -5,8 +5,9 @@ For every data dir ``D`` given with ``--data-dirs``:
 
 - ``D/text.orig``: the transcripts as stage 0 wrote them (copied once from ``D/text``), with later hand
   corrections of ``D/text`` folded in (below).
-- ``D/text``: normalised in place (``vallr_pin.text.normalize``), Hanzi only; utterances that normalise to
-  nothing are left out.
+- ``D/text``: normalised in place (``vallr_pin.text.normalize``), Hanzi only, traditional characters converted
+  to simplified (OpenCC ``t2s``; ``--traditional-to-simplified false`` keeps them); utterances that normalise
+  to nothing are left out.
 - ``D/empty_text``: ``<utt> <reason>`` for those left out (reason ``empty_original`` or
   ``no_hanzi_after_normalization``). The recipe runs ``utils/fix_data_dir.sh D`` afterwards so that
   ``video.scp``/``utt2spk``/``feats.scp`` drop them as well and stage 1 / training skip them.
@@ -25,7 +26,9 @@ correct ``data/<set>/text``. That line becomes the utterance's new original: it 
 ``text.orig`` and is normalised like any other, so the correction survives every later re-run. When every line
 changed, ``text`` was rewritten as a whole (stage 0 re-run) and replaces ``text.orig``. Stage 0 scripts delete
 ``text.orig`` when they write a fresh ``text``. (Without ``text.sha1``, from an older run, a line counts as ours
-when it equals the normalised ``text.orig`` line.)
+when it equals the normalised ``text.orig`` line.) Because our lines are normalised again from ``text.orig``,
+a change of the normaliser (e.g. traditional -> simplified, added after a data dir was prepared) or of
+``--traditional-to-simplified`` takes effect on the next run of this stage.
 
 Every file is read as UTF-8: a GBK transcript stops the stage with one line naming the file and line and the
 ``iconv`` command that converts it, before any data dir is rewritten, so after the conversion the re-run starts from
@@ -88,6 +91,13 @@ def get_parser() -> argparse.ArgumentParser:
         help="Writes char/tokens.txt and pinyin/tokens.txt here.",
     )
     parser.add_argument(
+        "--traditional-to-simplified",
+        choices=["true", "false"],
+        default="true",
+        help="Convert traditional characters to simplified (OpenCC t2s, normalisation rule 2), so that 銀行 and "
+        "银行 are the same tokens and read yin hang; 'false' for a corpus whose token lists must stay traditional.",
+    )
+    parser.add_argument(
         "--min-count",
         type=int,
         default=1,
@@ -110,10 +120,11 @@ def _line_sha1(value: str) -> str:
     return hashlib.sha1(value.encode("utf-8")).hexdigest()
 
 
-def load_original_text(data_dir: Path) -> Dict[str, str]:
+def load_original_text(data_dir: Path, traditional_to_simplified: bool = True) -> Dict[str, str]:
     """The un-normalised transcripts of ``data_dir``: ``text.orig`` with the lines of ``text`` that changed
     since this stage wrote them folded in (see the module doc). Updates ``text.orig`` (atomically) when it
-    changes."""
+    changes. ``traditional_to_simplified`` is the normalisation used to recognise our own lines of a ``text``
+    written without ``text.sha1``."""
     text_path, orig_path, sums_path = data_dir / "text", data_dir / "text.orig", data_dir / "text.sha1"
     # read text first: a text that is not UTF-8 stops here, before it can become a stale text.orig
     current = read_kv(text_path) if text_path.exists() else None
@@ -139,7 +150,8 @@ def load_original_text(data_dir: Path) -> Dict[str, str]:
     def ours(utt: str, value: str) -> bool:
         if written is not None:
             return written.get(utt) == _line_sha1(value)
-        return utt in original and normalize_text(original[utt]) == value
+        return utt in original and normalize_text(
+            original[utt], traditional_to_simplified=traditional_to_simplified) == value
 
     changed = {utt: value for utt, value in current.items() if not ours(utt, value)}
     if changed and len(changed) == len(current):
@@ -159,20 +171,24 @@ def load_original_text(data_dir: Path) -> Dict[str, str]:
     return merged
 
 
-def prepare_data_dir(data_dir: Path) -> Tuple[Dict[str, str], Dict[str, str], Counter]:
+def prepare_data_dir(
+    data_dir: Path, traditional_to_simplified: bool = True
+) -> Tuple[Dict[str, str], Dict[str, str], Counter]:
     """Normalise ``data_dir/text`` in place and write ``text_pinyin`` and ``empty_text``.
+
+    ``traditional_to_simplified``: normalisation rule 2 (OpenCC t2s, counted as ``traditional_converted``).
 
     Returns:
         (text, text_pinyin, counts): the written normalised text and pinyin maps and the per-rule counts
         (plus ``utts``, ``kept``, ``empty``, ``chars``, ``pinyin_unk``).
     """
-    original = load_original_text(data_dir)
+    original = load_original_text(data_dir, traditional_to_simplified)
     counts: Counter = Counter()
     text: Dict[str, str] = {}
     text_pinyin: Dict[str, str] = {}
     empty: Dict[str, str] = {}
     for utt, raw in tqdm(original.items(), desc=f"normalise {data_dir}", unit="utt", disable=None):
-        norm = normalize_text(raw, counts)
+        norm = normalize_text(raw, counts, traditional_to_simplified=traditional_to_simplified)
         if not norm:
             empty[utt] = "empty_original" if not raw.strip() else "no_hanzi_after_normalization"
             continue
@@ -223,7 +239,7 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]] = None) -> None:
 
     results = {}
     for d in data_dirs:
-        text, text_pinyin, counts = prepare_data_dir(d)
+        text, text_pinyin, counts = prepare_data_dir(d, args.traditional_to_simplified == "true")
         results[d.resolve()] = (text, text_pinyin)
         actions = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()) if k not in ("utts", "kept", "empty"))
         logging.info(

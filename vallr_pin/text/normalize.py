@@ -11,24 +11,34 @@ The rules, applied in this order (each one counted under the key in brackets):
    to it (``compat_folded``). NFKC is not applied to whole strings: it would also turn ``²`` and ``①`` into
    digits and ``㎡`` into Latin, which are better dropped than misread. ``〇`` (U+3007) -> ``零``
    (``zero_folded``), since it is read "ling" but lies outside the ideograph block.
-2. Thousands separators: ``1,000,000`` -> ``1000000`` (only ASCII commas between groups of exactly 3 digits).
-3. Percent (``digits_percent``): ``50%`` -> 百分之五十, ``12.5%`` -> 百分之十二点五.
-4. Year (``digits_year``): a run of exactly 4 digits followed by 年 is read digit by digit:
+2. Traditional -> simplified (``traditional_converted``, on by default): OpenCC's ``t2s`` conversion
+   (the ``opencc`` package, Apache-2.0), so a traditional transcript meets the same tokens as a simplified one
+   (銀行 -> 银行, not a distinct 銀 that is out of vocabulary) and gets its phrase's pinyin (银行 -> yin hang;
+   pypinyin's phrase dictionaries are simplified, so 銀行 would read "yin xing"). OpenCC converts phrase by
+   phrase (乾杯 -> 干杯, 乾坤 stays), and 髮/發 both become 发: the distinction is lost, as in every
+   simplified corpus. It runs after rule 1 so a compatibility ideograph is converted as its unified form. A
+   simplified result outside the ideograph ranges above (about 800 rare characters, e.g. 鈇 -> U+2B4E7) keeps
+   its traditional form rather than being dropped by rule 9. Switch it off with
+   ``traditional_to_simplified=False`` (``prepare_text --traditional-to-simplified false``) for a corpus
+   whose token lists must stay traditional; simplified text is never changed by it.
+3. Thousands separators: ``1,000,000`` -> ``1000000`` (only ASCII commas between groups of exactly 3 digits).
+4. Percent (``digits_percent``): ``50%`` -> 百分之五十, ``12.5%`` -> 百分之十二点五.
+5. Year (``digits_year``): a run of exactly 4 digits followed by 年 is read digit by digit:
    ``2024年`` -> 二零二四年. Without 年 a 4-digit run is an ordinary number (``3000元`` -> 三千元).
-5. Decimal (``digits_decimal``): integer part as a number, fraction digit by digit: ``3.5`` -> 三点五,
+6. Decimal (``digits_decimal``): integer part as a number, fraction digit by digit: ``3.5`` -> 三点五,
    ``0.25`` -> 零点二五.
-6. Integers: a run with a leading zero (``007``) or more than 9 digits (phone numbers, ids) is read digit by
+7. Integers: a run with a leading zero (``007``) or more than 9 digits (phone numbers, ids) is read digit by
    digit (``digits_sequence``), 0 as 零; any other run is read as a number (``digits_number``): ``123`` ->
    一百二十三, ``10`` -> 十, ``1005`` -> 一千零五, ``100010`` -> 十万零一十. 2 is 二 except as the leading digit
    before 千/万/亿, where Mandarin says 两 (``2000`` -> 两千, ``20000`` -> 两万, ``200`` -> 二百).
-7. Latin (``latin_words``): a run of Latin letters (with inner apostrophes) is dropped and counted as one word;
+8. Latin (``latin_words``): a run of Latin letters (with inner apostrophes) is dropped and counted as one word;
    a sentence like ``我用iPhone`` becomes ``我用``. The words are not spelled out: the spoken form of an
    English word is unknown and a made-up Hanzi reading would teach the model a wrong lip shape.
-8. Everything else that is not an ideograph is dropped: whitespace (``whitespace``), punctuation of any
+9. Everything else that is not an ideograph is dropped: whitespace (``whitespace``), punctuation of any
    script, Unicode category P* (``punctuation``), and the rest (``other``: symbols, emoji and their joiners,
    kana, Hangul, unread digits of other scripts).
 
-Counts are per character for rule 1 and rule 8 and per match for rules 3 to 7. An empty result (a transcript
+Counts are per character for rules 1, 2 and 9 and per match for rules 4 to 8. An empty result (a transcript
 that was only punctuation, Latin or emoji) is returned as ``""``; the caller decides what to do with it
 (``vallr_pin.bin.prepare_text`` lists it in ``empty_text`` and leaves it out of ``text``).
 """
@@ -132,6 +142,37 @@ def _fold_char(ch: str, counts: Counter) -> str:
     return ch
 
 
+# OpenCC's converter loads its dictionaries when created (~10 ms): create it once per process, on first use,
+# so that importing this module (every scoring and LLM entry point does) costs nothing.
+_T2S_CONVERTER = None
+
+
+def _t2s():
+    global _T2S_CONVERTER
+    if _T2S_CONVERTER is None:
+        import opencc
+
+        _T2S_CONVERTER = opencc.OpenCC("t2s")
+    return _T2S_CONVERTER
+
+
+def convert_traditional(text: str, counts: Optional[Counter] = None) -> str:
+    """OpenCC ``t2s`` (rule 2 of the module docstring): ``"我去銀行"`` -> ``"我去银行"``.
+
+    A character whose conversion is not an ideograph of ``is_hanzi`` keeps its original form, so the conversion
+    never makes the normaliser drop a character. ``counts["traditional_converted"]`` is incremented per
+    character changed."""
+    converted = _t2s().convert(text)
+    if len(converted) != len(text):  # no OpenCC 1.4.2 t2s entry changes a length; if one did, go char by char
+        pieces = [_t2s().convert(ch) for ch in text]
+        converted = "".join(p if len(p) == 1 else ch for p, ch in zip(pieces, text))
+    out = [new if new == old or is_hanzi(new) else old for old, new in zip(text, converted)]
+    changed = sum(new != old for old, new in zip(text, out))
+    if counts is not None and changed:
+        counts["traditional_converted"] += changed
+    return "".join(out)
+
+
 _THOUSANDS = re.compile(r"(?<![0-9.])[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])")
 # One pass over all numeric forms, longest first, so a produced reading is never re-read.
 _NUMBER = re.compile(
@@ -172,19 +213,23 @@ def _number_to_hanzi(m: re.Match, counts: Counter) -> str:
     return _read_integer_run(m.group("int"), counts)
 
 
-def normalize_text(text: str, counts: Optional[Counter] = None) -> str:
+def normalize_text(text: str, counts: Optional[Counter] = None, *, traditional_to_simplified: bool = True) -> str:
     """Normalise one transcript to Hanzi only (rules in the module docstring).
 
     Args:
         text: raw transcript, any Unicode.
         counts: if given, incremented per rule (keys listed in the module docstring) so a caller can report
             how much each rule changed a corpus.
+        traditional_to_simplified: rule 2, OpenCC's traditional -> simplified conversion (default on); False
+            keeps traditional characters as they are.
     Returns:
         The ideographs only, no spaces; ``""`` if nothing is left.
     """
     if counts is None:
         counts = Counter()
     s = "".join(_fold_char(ch, counts) for ch in text)
+    if traditional_to_simplified:
+        s = convert_traditional(s, counts)
     s = _THOUSANDS.sub(lambda m: m.group(0).replace(",", ""), s)
     s = _NUMBER.sub(lambda m: _number_to_hanzi(m, counts), s)
 

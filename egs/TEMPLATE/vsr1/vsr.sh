@@ -59,6 +59,7 @@ roi_opts=                # extra options for vallr_pin.bin.lip_roi
 # Stage 2: text
 token_list_dir=data/token_list
 pinyin_extra_syllables=gb2312   # add unseen GB2312 syllables to the pinyin list so dev/test pinyin is never <unk>
+traditional_to_simplified=true # OpenCC t2s in the normaliser (銀行 -> 银行); false keeps traditional tokens
 
 # Stages 3-4: VSR model
 vsr_tag=dual
@@ -202,7 +203,8 @@ if run_stage 2 "text normalisation, toneless pinyin, token lists"; then
   data_dirs=""; for dset in ${all_sets}; do data_dirs+=" data/${dset}"; done
   # shellcheck disable=SC2086
   ${python} -m vallr_pin.bin.prepare_text --data-dirs ${data_dirs} --train-dir "data/${train_set}" \
-    --token-list-dir "${token_list_dir}" --pinyin-extra-syllables "${pinyin_extra_syllables}"
+    --token-list-dir "${token_list_dir}" --pinyin-extra-syllables "${pinyin_extra_syllables}" \
+    --traditional-to-simplified "${traditional_to_simplified}"
   for dset in ${all_sets}; do
     dir=${dumpdir}/roi/${dset}
     cp "data/${dset}/text" "data/${dset}/text_pinyin" "data/${dset}/utt2spk" "${dir}/"
