@@ -12,6 +12,10 @@ Written to ``--out-dir`` (atomically): ``train.jsonl``, ``dev.jsonl`` (ms-swift 
   share is reported.
 - Identical prompts (same system+user text, e.g. the mid and late checkpoints giving the same N-best for an
   utterance) are kept once; the count is reported, and so are "conflicts" (same prompt, different reference).
+- ``--context data/<set>/context ...``: context-aware prompts (the same option of ``llm_refine``); every utterance
+  must have a line unless ``--context-optional``.
+- An input may also be another recogniser's ESPnet decode directory (``{k}best_recog/text``); without pinyin the
+  prompt's pinyin is derived from the 1-best (``--pinyin-from``, ``vallr_pin.llm.nbest``).
 - The dev split comes from ``--dev-nbest`` (e.g. the dev set decoded by the late checkpoint) or, without it, from
   a stable hash of the utterance id (``--dev-fraction``), so that all checkpoints of an utterance land on the
   same side.
@@ -33,7 +37,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open, read_kv
-from vallr_pin.llm.nbest import NbestEntry, read_nbest_jsonl
+from vallr_pin.llm.nbest import PINYIN_FROM, NbestEntry, attach_context, read_nbest
 from vallr_pin.llm.prompt import build_messages, load_template
 from vallr_pin.scoring.cer import score_corpus
 
@@ -88,7 +92,7 @@ def build_split(
                 stats["n_skipped_empty"] += 1
                 continue
             messages = build_messages(e.pinyin, e.texts, e.ref, lang=lang, template=template,
-                                      max_candidates=max_candidates)
+                                      max_candidates=max_candidates, context=e.context)
             key = json.dumps(messages[:-1], ensure_ascii=False)
             if key in seen:
                 stats["n_duplicate"] += 1
@@ -127,6 +131,13 @@ def get_parser() -> argparse.ArgumentParser:
                    help="prompt template file (.txt user text, or .yaml/.json with system/user) with "
                         "{pinyin} and {candidates}; default: the built-in one for --lang")
     p.add_argument("--max-candidates", type=int, default=5, help="N-best hypotheses shown in the prompt (0: all)")
+    p.add_argument("--context", nargs="*", default=[],
+                   help="data/<set>/context files ('<utt> <text>'): context shown before the task (as llm_refine)")
+    p.add_argument("--context-optional", action="store_true",
+                   help="utterances missing from --context get no context (default: an error naming them)")
+    p.add_argument("--pinyin-from", default="auto", choices=list(PINYIN_FROM),
+                   help="prompt pinyin: the input's (nbest), derived from the 1-best (hypothesis), or auto "
+                        "(derived when an input has none at all: a recogniser without a pinyin branch)")
     add_log_level(p)
     return p
 
@@ -143,13 +154,18 @@ def run(args: argparse.Namespace) -> dict:
     for t in args.text:
         refs = {**(refs or {}), **read_kv(t)}
     text_path = ",".join(args.text) or None
+    contexts: Optional[Dict[str, str]] = None
+    for c in args.context:
+        contexts = {**(contexts or {}), **read_kv(c)}
 
     def load(specs):
         out = []
         for spec in specs:
             tag, path = parse_tagged(spec)
-            entries = read_nbest_jsonl(path)
+            entries = read_nbest(path, args.pinyin_from)
             attach_refs(entries, path, refs, text_path)
+            if contexts is not None:
+                attach_context(entries, contexts, ",".join(args.context), args.context_optional)
             logging.info("%s: %d utterances from %s", tag, len(entries), path)
             out.append((tag, entries))
         return out
@@ -174,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
     write_jsonl(out_dir / "train.jsonl", train_rows)
     write_jsonl(out_dir / "dev.jsonl", dev_rows)
     stats = {"train": train_stats, "dev": dev_stats, "lang": args.lang, "max_candidates": max_cands,
-             "prompt_template": args.prompt_template}
+             "prompt_template": args.prompt_template, "context": args.context or None}
     with atomic_open(out_dir / "stats.json") as f:
         json.dump(stats, f, ensure_ascii=False, indent=2)
     for split, st in (("train", train_stats), ("dev", dev_stats)):

@@ -27,11 +27,11 @@ import dataclasses
 import json
 import logging
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open, read_kv, write_kv
-from vallr_pin.llm.fusion import DEFAULT_LENGTH_BONUSES, DEFAULT_LLM_WEIGHTS, ScoredNbest, tune
+from vallr_pin.llm.fusion import DEFAULT_LENGTH_BONUSES, DEFAULT_LLM_WEIGHTS, ScoredNbest, read_records, tune
 from vallr_pin.llm.guard import OutputGuard
 
 
@@ -50,15 +50,6 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--vsr-weight", type=float, default=1.0, help="weight of the VSR beam score (fixed: the scale)")
     add_log_level(p)
     return p
-
-
-def read_records(d: Path) -> List[dict]:
-    """The records of ``d/raw.jsonl`` (llm_refine's output), with a clear error when it is missing."""
-    path = d / "raw.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run vallr_pin.bin.llm_refine --mode rescore --out-dir {d}")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def load_guard(d: Path) -> OutputGuard:

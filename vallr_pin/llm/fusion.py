@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from vallr_pin.llm.guard import OutputGuard
@@ -117,3 +119,14 @@ def tune(nbests: Sequence[ScoredNbest], refs: Mapping[str, str],
         if best is None or key < best[0]:
             best = (key, weights)
     return best[1], grid
+
+
+def read_records(d: Path, llm_refine_opts: str = "--mode rescore") -> List[dict]:
+    """The records of ``d/raw.jsonl`` (llm_refine's output), with a clear error when it is missing (saying how
+    to write it: ``llm_refine <llm_refine_opts> --out-dir d``)."""
+    path = Path(d) / "raw.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run vallr_pin.bin.llm_refine "
+                                f"{llm_refine_opts + ' ' if llm_refine_opts else ''}--out-dir {d}")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -5,9 +5,16 @@ prompt it never gets at test time; both ``build_llm_data`` and ``llm_refine`` ca
 
 A prompt (paper section II.C, eq. 15) gives the task (correct a Mandarin lip-reading transcript), the predicted
 toneless pinyin P^ and the numbered N-best character hypotheses Y^(1..K), and asks for the corrected sentence
-only. Templates are plain text with the placeholders ``{pinyin}`` and ``{candidates}``; a template file is either
+only. Templates are plain text with the placeholders ``{pinyin}`` and ``{candidates}`` (and optionally
+``{context}``); a template file is either
 a ``.txt`` holding the user message (system message from the language default) or a ``.yaml``/``.json`` with keys
 ``system`` and ``user``.
+
+Context-aware prompts (VSR-LLM's context-aware decoding): an utterance may come with a context text (the
+preceding sentence of the same speaker, a topic: ``data/<set>/context``). A template with ``{context}`` places it
+itself; any other template gets the line :data:`CONTEXT_LINES` ``[lang]`` in front of its user message. Without a
+context the prompt is exactly the one without this feature, so an adapter trained without contexts sees the same
+prompts as before.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import yaml
 PathLike = Union[str, os.PathLike]
 
 PLACEHOLDERS = ("{pinyin}", "{candidates}")
+CONTEXT_PLACEHOLDER = "{context}"
+CONTEXT_LINES = {"zh": "上文：{context}\n", "en": "Preceding text: {context}\n"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,7 @@ def build_messages(
     lang: str = "zh",
     template: Optional[Union[PromptTemplate, PathLike]] = None,
     max_candidates: Optional[int] = 5,
+    context: Optional[str] = None,
 ) -> List[Dict[str, str]]:
     """ms-swift ``messages`` for one utterance.
 
@@ -105,6 +115,7 @@ def build_messages(
         lang: language of the built-in template ("zh" or "en"), used when ``template`` is None.
         template: a PromptTemplate or a path to a template file (see :func:`load_template`).
         max_candidates: keep at most this many hypotheses (None: all).
+        context: text shown before the task (module docstring); None: no context line.
     Returns:
         ``[{"role": "system", ...}, {"role": "user", ...}]`` plus ``{"role": "assistant", "content": answer}``
         when ``answer`` is given. The system message is left out when the template has none.
@@ -115,6 +126,11 @@ def build_messages(
     user = template.user.replace("{pinyin}", " ".join(pinyin.split())).replace(
         "{candidates}", format_candidates(nbest, max_candidates)
     )
+    ctx = " ".join((context or "").split())
+    if CONTEXT_PLACEHOLDER in template.user:
+        user = user.replace(CONTEXT_PLACEHOLDER, ctx)
+    elif context is not None:
+        user = CONTEXT_LINES.get(lang, CONTEXT_LINES["zh"]).replace("{context}", ctx) + user
     messages: List[Dict[str, str]] = []
     if template.system:
         messages.append({"role": "system", "content": template.system})
@@ -130,6 +146,6 @@ def template_words(template: Optional[Union[PromptTemplate, PathLike]] = None, l
     if not isinstance(template, PromptTemplate):
         template = load_template(template, lang)
     user = template.user
-    for ph in PLACEHOLDERS:
+    for ph in (*PLACEHOLDERS, CONTEXT_PLACEHOLDER):
         user = user.replace(ph, "\n")
     return [t for t in [template.system or "", *user.split("\n")] if t.strip()]

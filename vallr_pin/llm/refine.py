@@ -91,7 +91,7 @@ def request_messages(entry: NbestEntry, lang: str = "zh", template: Optional[Pro
                      max_candidates: Optional[int] = 5) -> List[dict]:
     """The inference request for one utterance: stage 7's training sample without the assistant turn."""
     return build_messages(entry.pinyin, entry.texts, None, lang=lang, template=template,
-                          max_candidates=max_candidates)
+                          max_candidates=max_candidates, context=entry.context)
 
 
 @dataclass
@@ -205,7 +205,7 @@ class Rescorer(_NbestLLM):
     def _sequences(self, e: NbestEntry):
         cands = e.texts[: self.max_candidates or None]
         return cands, [build_messages(e.pinyin, cands, c, lang=self.lang, template=self.template,
-                                      max_candidates=self.max_candidates) for c in cands]
+                                      max_candidates=self.max_candidates, context=e.context) for c in cands]
 
     def answer_logprobs(self, conversations: Sequence[List[dict]]) -> List[float]:
         """Sum of log-probabilities of each conversation's assistant tokens (the SFT loss tokens)."""
@@ -252,3 +252,146 @@ class Rescorer(_NbestLLM):
                 results.append(Refined(e.utt, raw, text, reason, e.onebest, e.ref, list(cands),
                                        list(scored.llm_scores), list(scored.vsr_scores)))
         return results
+
+
+class ConstrainedRefiner(_NbestLLM):
+    """Generation under the pinyin constraint (:mod:`vallr_pin.llm.constrained`): greedy decoding with a
+    :class:`~vallr_pin.llm.constrained.PinyinLogitsProcessor`, so the answer has one allowed character per
+    pinyin syllable and then ends. The prompt is the one of the other modes (``request_messages``).
+
+    An utterance that cannot be constrained (empty pinyin, no candidate of the pinyin's length, a position with
+    nothing allowed) is not sent to the LLM: it keeps its 1-best, and ``fallbacks`` counts it by reason.
+
+    Args:
+        engine: an ms-swift ``TransformersEngine`` (its ``model``, ``template`` and ``tokenizer`` are used).
+        level: relaxation level, one of ``constrained.LEVELS``.
+        batch_size: utterances per ``generate`` call.
+    """
+
+    def __init__(self, engine, guard: OutputGuard, lang: str = "zh", template: Optional[PromptTemplate] = None,
+                 max_candidates: Optional[int] = 5, batch_size: int = 16, level: str = "nbest"):
+        from collections import Counter
+
+        from vallr_pin.llm.constrained import LEVELS, TokenTrie
+
+        if not hasattr(engine, "template") or not hasattr(engine, "model"):
+            raise ValueError("--mode constrained needs the transformers backend (--backend transformers)")
+        if level not in LEVELS:
+            raise ValueError(f"--constrain-level {level}: choose one of {LEVELS}")
+        super().__init__(engine, guard, lang, template, max_candidates, batch_size)
+        self.level = level
+        self.tokenizer = engine.tokenizer
+        self.trie = TokenTrie.for_tokenizer(self.tokenizer)
+        self.eos_ids = _eos_ids(engine.model, self.tokenizer)
+        self.fallbacks: Counter = Counter()
+
+    def constraint(self, e: NbestEntry):
+        """The utterance's PositionConstraint, or (None, reason)."""
+        from vallr_pin.llm.constrained import PositionConstraint, position_sets
+
+        cands = e.texts[: self.max_candidates or None]
+        sets, reason = position_sets(e.pinyin.split(), cands, self.level)
+        if sets is None:
+            return None, reason
+        try:
+            return PositionConstraint(sets, self.trie, self.eos_ids), None
+        except ValueError:
+            return None, "no_allowed_character"
+
+    def refine(self, entries: Sequence[NbestEntry], progress: bool = True) -> List[Refined]:
+        import torch
+        from swift import InferRequest
+        from tqdm import tqdm
+        from transformers import LogitsProcessorList
+
+        from vallr_pin.llm.constrained import PinyinLogitsProcessor
+
+        results: List[Optional[Refined]] = [None] * len(entries)
+        todo = []
+        for i, e in enumerate(entries):
+            c, reason = self.constraint(e)
+            if c is None:
+                self.fallbacks[reason] += 1
+                logging.debug("utterance '%s': not constrained (%s); keeping the 1-best", e.utt, reason)
+                results[i] = Refined(e.utt, "", e.onebest, f"constraint_{reason}", e.onebest, e.ref)
+            else:
+                todo.append((i, c))
+        todo.sort(key=lambda ic: ic[1].n)  # similar lengths together: less padding
+        tmpl, model = self.engine.template, self.engine.model
+        tmpl.set_mode("transformers")
+        model.eval()
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0]
+        batches = [todo[k:k + self.batch_size] for k in range(0, len(todo), self.batch_size)]
+        for batch in tqdm(batches, desc="constrained", disable=not progress, mininterval=5):
+            encoded = [tmpl.encode(InferRequest(messages=request_messages(entries[i], self.lang, self.template,
+                                                                          self.max_candidates)))
+                       for i, _ in batch]
+            inputs = tmpl.data_collator(encoded)  # left padding outside training
+            input_ids = inputs["input_ids"].to(model.device)
+            attn = inputs["attention_mask"].to(model.device)
+            prompt_len = input_ids.shape[1]
+            proc = PinyinLogitsProcessor([c for _, c in batch], prompt_len)
+            with torch.inference_mode():
+                out = model.generate(input_ids=input_ids, attention_mask=attn, do_sample=False,
+                                     max_new_tokens=max(c.max_new_tokens() for _, c in batch),
+                                     logits_processor=LogitsProcessorList([proc]), eos_token_id=self.eos_ids,
+                                     pad_token_id=pad_id)
+            for row, (i, c) in enumerate(batch):
+                e = entries[i]
+                gen = [t for t in out[row, prompt_len:].tolist() if t not in self.eos_ids and t != pad_id]
+                raw = c.answer_bytes(gen).decode("utf-8", errors="replace")
+                text, reason = self.guard(raw, e.texts[: self.max_candidates or None])
+                results[i] = Refined(e.utt, raw, text, reason, e.onebest, e.ref)
+        return results  # type: ignore[return-value]
+
+
+def _eos_ids(model, tokenizer) -> List[int]:
+    """End-of-turn ids: the generation config's (Qwen3: <|im_end|>, <|endoftext|>) and the tokenizer's."""
+    ids = set()
+    gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for v in ([gen] if isinstance(gen, int) else list(gen or [])):
+        ids.add(int(v))
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    if not ids:
+        raise ValueError("the model defines no end-of-sequence token (generation_config.eos_token_id)")
+    return sorted(ids)
+
+
+def with_candidate(e: NbestEntry, text: str) -> NbestEntry:
+    """``e`` with ``text`` moved (or added) to the top of its N-best: the next polishing round's input. A text the
+    N-best did not hold gets the 1-best's VSR score (it replaces the 1-best as the sentence to beat)."""
+    import dataclasses
+
+    rest = [(t, s) for t, s in zip(e.texts, e.scores) if t != text]
+    score = next((s for t, s in zip(e.texts, e.scores) if t == text), e.scores[0] if e.scores else 0.0)
+    return dataclasses.replace(e, texts=[text] + [t for t, _ in rest], scores=[score] + [s for _, s in rest])
+
+
+def polish(refiner, entries: Sequence[NbestEntry], rounds: int = 1, progress: bool = True
+           ) -> tuple:
+    """Iterative polishing (VSR-LLM): the refined sentence goes back in as the top candidate for up to
+    ``rounds`` rounds in all. An utterance whose answer equals its input's top candidate has converged (the next
+    prompt would be the same, greedy decoding the same answer) and is not sent again.
+
+    Returns ``(results, history, calls)``: the last round's :class:`Refined` per entry (``onebest`` the Stage I
+    1-best), each entry's text after every round it took part in, and the entries sent per round."""
+    import dataclasses
+
+    results = list(refiner.refine(entries, progress))
+    history = [[r.text] for r in results]
+    calls = [len(entries)]
+    active = [i for i, r in enumerate(results) if r.text != entries[i].onebest]
+    for _ in range(2, rounds + 1):
+        if not active:
+            break
+        inputs = [with_candidate(entries[i], results[i].text) for i in active]
+        calls.append(len(inputs))
+        still = []
+        for i, e_in, r in zip(active, inputs, refiner.refine(inputs, progress)):
+            results[i] = dataclasses.replace(r, onebest=entries[i].onebest)
+            history[i].append(r.text)
+            if r.text != e_in.texts[0]:
+                still.append(i)
+        active = still
+    return results, history, calls
