@@ -7,78 +7,14 @@ without touching earlier ones, not how well the model reads lips (that is `make 
 """
 
 import collections
-import hashlib
 import json
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
-import pytest
+from mini_recipe import run_recipe, snapshot
 
 from vallr_pin.bin.tune_fusion import load_guard
 from vallr_pin.datadir import read_kv
 from vallr_pin.llm.fusion import FusionWeights, ScoredNbest
-
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "egs" / "mini_cnvsrc" / "vsr1"
-CI_OPTS = [
-    "--local_data_opts", "--config conf/data_ci.conf",
-    "--train_args", "--max_epoch 2 --keep_epochs 1 2",
-    "--inference_args", "--beam_size 4 --nbest 4 --maxlenratio 0.5",
-    "--llm_sft_args", "--max_steps 4 --save_steps 2 --eval_steps 2",
-    "--nbest_train_subset", "6",  # stage 6 on half of the 12 training utterances, 2 per speaker
-]
-
-
-def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{ROOT / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}")
-    proc = subprocess.run(["./run.sh", *args, *CI_OPTS], cwd=recipe, env=env, capture_output=True, text=True,
-                          timeout=1800)
-    if proc.returncode != 0:
-        raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
-    return proc
-
-
-def snapshot(recipe: Path, *dirs: str) -> dict:
-    """{relative path: (sha1, mtime_ns)} of every result file under ``dirs`` (logs and stage timings excluded:
-    they differ from run to run by design), and the adapter_* files behind exp/llm_lora/adapter."""
-    out = {}
-    for d in dirs:
-        top = recipe / d
-        paths = sorted(top.rglob("*")) if top.is_dir() else [top]
-        # the adapter stage 9 loads, through its link (ms-swift's other checkpoint files name their own
-        # timestamped run directory, so they differ between two runs by design)
-        paths += [p / q.relative_to(p.resolve()) for p in paths if p.is_symlink() and p.is_dir()
-                  for q in sorted(p.resolve().glob("adapter_*"))]
-        for p in paths:
-            if (p.is_file() and "log" not in p.relative_to(recipe).parts[:-1] and not p.name.endswith(".log")
-                    and p.name != "stage_times.txt"):
-                data = p.read_bytes()
-                if p.name == "adapter_config.json":  # peft writes target_modules from a set: any order
-                    conf = json.loads(data)
-                    conf["target_modules"] = sorted(conf.get("target_modules") or [])
-                    data = json.dumps(conf, sort_keys=True).encode()
-                if p.name == "guard_stats.json":  # holds the measured speed of that run
-                    data = json.dumps({k: v for k, v in json.loads(data).items() if k != "utts_per_second"}).encode()
-                if p.name == "RESULTS.md":  # its time-per-stage line changes with every run by design
-                    data = b"\n".join(ln for ln in data.split(b"\n") if b"time per stage" not in ln)
-                out[str(p.relative_to(recipe))] = (hashlib.sha1(data).hexdigest(), p.stat().st_mtime_ns)
-    return out
-
-
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
-    top = tmp_path_factory.mktemp("egs_copy")
-    dst = top / "egs" / "mini_cnvsrc" / "vsr1"
-    dst.mkdir(parents=True)
-    for name in ("run.sh", "db.sh", "cmd.sh", "conf", "local"):
-        src = RECIPE / name
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
-    for name in ("vsr.sh", "path.sh", "utils"):
-        (dst / name).symlink_to((RECIPE / name).resolve())
-    run_recipe(dst, "--stage", "0", "--stop-stage", "9")
-    return dst
 
 
 def test_all_stages_write_results_md_with_every_system(recipe):
