@@ -18,7 +18,7 @@ CI_OPTS = [
     "--local_data_opts", "--config conf/data_ci.conf",
     "--train_args", "--max_epoch 2 --keep_epochs 1 2",
     "--inference_args", "--beam_size 4 --nbest 4 --maxlenratio 0.5",
-    "--llm_sft_args", "--max_steps 4 --save_steps 2 --eval_steps 2",
+    "--llm_sft_args", "--max_steps 4 --save_steps 2 --eval_steps 2 --logging_steps 1",
     "--nbest_train_subset", "6",  # stage 6 on half of the 12 training utterances, 2 per speaker
 ]
 

@@ -83,6 +83,9 @@ def test_stages_1_5_6_through_sbatch_arrays_match_the_local_backend(recipe, slur
     shutil.rmtree(work / "exp" / "decode_logs")
     for d in list((work / "exp").glob("vsr_*/decode_*")):
         shutil.rmtree(d)
+    # one CPU a task (conf/slurm.conf asks 2), so the node runs the 2 tasks of an array at once, as run.pl does
+    conf = work / "conf" / "slurm.conf"
+    conf.write_text(conf.read_text().replace("default num_threads=2", "default num_threads=1"))
     env = dict(slurm_env, cmd_backend="slurm")
     for first, last in (("1", "2"), ("5", "6")):
         p = run_recipe(work, "--stage", first, "--stop-stage", last, env=env)

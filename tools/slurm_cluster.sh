@@ -56,6 +56,7 @@ stop_pidfile() {  # stop_pidfile <file>: TERM the daemon, wait for it to go (KIL
 case "${cmd}" in
   stop)
     stop_pidfile "${dir}/slurmd.pid"; stop_pidfile "${dir}/slurmctld.pid"; stop_pidfile "${dir}/munged.pid"
+    [ -f "${dir}/sockdir" ] && rm -rf "$(cat "${dir}/sockdir")" "${dir}/sockdir"
     exit 0 ;;
   stop-ctld)
     stop_pidfile "${dir}/slurmctld.pid"; exit 0 ;;
@@ -78,13 +79,17 @@ node=$(hostname -s)
 user=$(id -un)
 mkdir -p "${dir}/munge" "${dir}/state" "${dir}/spool"
 chmod 700 "${dir}/munge"
+# a Unix socket path has at most 108 bytes, so munge's socket lives in a short directory of its own
+sockdir=$(mktemp -d "${TMPDIR:-/tmp}/vpslurm.XXXXXX")
+chmod 755 "${sockdir}"
+echo "${sockdir}" > "${dir}/sockdir"
 
 # munge: a key of its own and a socket in <dir>, named in slurm.conf (AuthInfo), so the system's munge is untouched
 [ -f "${dir}/munge/munge.key" ] || mungekey --create --keyfile="${dir}/munge/munge.key" 2>/dev/null \
   || dd if=/dev/urandom of="${dir}/munge/munge.key" bs=1024 count=1 2>/dev/null
 chmod 400 "${dir}/munge/munge.key"
 force=""; [ "$(id -u)" -eq 0 ] && force=--force
-munged ${force} --key-file="${dir}/munge/munge.key" --socket="${dir}/munge/munge.socket" \
+munged ${force} --key-file="${dir}/munge/munge.key" --socket="${sockdir}/munge.socket" \
   --pid-file="${dir}/munged.pid" --log-file="${dir}/munged.log" --seed-file="${dir}/munge/munge.seed" \
   || die "munged did not start (see ${dir}/munged.log)"
 
@@ -98,7 +103,7 @@ SlurmUser=${user}
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=${dir}/munge/munge.socket
+AuthInfo=socket=${sockdir}/munge.socket
 StateSaveLocation=${dir}/state
 SlurmdSpoolDir=${dir}/spool/slurmd.%n
 SlurmctldPidFile=${dir}/slurmctld.pid
