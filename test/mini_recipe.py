@@ -1,10 +1,12 @@
-"""The embedded default recipe, egs/mini_cnvsrc/vsr1, run once per test session in its CI configuration.
+"""The CI-sized run of egs/mini_cnvsrc/vsr1 that several test files share (see conftest.py's ``recipe``).
 
-:func:`build_mini_recipe` copies the recipe into a temporary egs/ tree (vsr.sh, path.sh and utils linked to
-this checkout) and runs stages 0-9 there, so the tests never touch a user's demo outputs; ``conftest.py`` makes
-it the session fixture ``mini_recipe`` that test_recipe_mini.py and test_recognize.py share.
+The recipe is copied into a temporary egs/ tree (vsr.sh, path.sh and utils linked to this checkout) so the
+tests never touch a user's demo outputs; it runs once per test session (stages 0-9, a few minutes on 2 cores).
+Tests that change what is in it work on ``copy_recipe(recipe, dst)`` instead.
 """
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -16,22 +18,28 @@ CI_OPTS = [
     "--local_data_opts", "--config conf/data_ci.conf",
     "--train_args", "--max_epoch 2 --keep_epochs 1 2",
     "--inference_args", "--beam_size 4 --nbest 4 --maxlenratio 0.5",
-    "--llm_sft_args", "--max_steps 4 --save_steps 2 --eval_steps 2",
+    "--llm_sft_args", "--max_steps 4 --save_steps 2 --eval_steps 2 --logging_steps 1",
     "--nbest_train_subset", "6",  # stage 6 on half of the 12 training utterances, 2 per speaker
 ]
 
 
-def run_recipe(recipe: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{ROOT / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}")
-    proc = subprocess.run(["./run.sh", *args, *CI_OPTS], cwd=recipe, env=env, capture_output=True, text=True,
-                          timeout=1800)
-    if proc.returncode != 0:
+def recipe_env(**extra: str) -> dict:
+    return dict(os.environ, PATH=f"{ROOT / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}", **extra)
+
+
+def run_recipe(recipe: Path, *args: str, env: dict = None, check: bool = True, ci_opts: bool = True,
+               timeout: float = 1800) -> subprocess.CompletedProcess:
+    """``./run.sh <args> <CI_OPTS>`` in ``recipe`` (later options win, so ``args`` cannot override CI_OPTS;
+    ``ci_opts=False`` leaves them out for a test that sets those options itself)."""
+    argv = ["./run.sh", *args, *(CI_OPTS if ci_opts else [])]
+    proc = subprocess.run(argv, cwd=recipe, env=env or recipe_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
         raise AssertionError(f"run.sh {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-6000:]}")
     return proc
 
 
-
-def build_mini_recipe(top: Path) -> Path:
+def make_recipe_copy(top: Path) -> Path:
+    """A fresh egs/mini_cnvsrc/vsr1 under ``top`` (no outputs yet)."""
     dst = top / "egs" / "mini_cnvsrc" / "vsr1"
     dst.mkdir(parents=True)
     for name in ("run.sh", "db.sh", "cmd.sh", "conf", "local"):
@@ -39,5 +47,45 @@ def build_mini_recipe(top: Path) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst / name)
     for name in ("vsr.sh", "path.sh", "utils"):
         (dst / name).symlink_to((RECIPE / name).resolve())
+    return dst
+
+
+def copy_recipe(recipe: Path, top: Path) -> Path:
+    """A copy of the session's recipe directory with all its outputs, for a test that changes them."""
+    dst = top / "egs" / "mini_cnvsrc" / "vsr1"
+    shutil.copytree(recipe, dst, symlinks=True)
+    return dst
+
+
+def snapshot(recipe: Path, *dirs: str) -> dict:
+    """{relative path: (sha1, mtime_ns)} of every result file under ``dirs`` (logs and stage timings excluded:
+    they differ from run to run by design), and the adapter_* files behind exp/llm_lora/adapter."""
+    out = {}
+    for d in dirs:
+        top = recipe / d
+        paths = sorted(top.rglob("*")) if top.is_dir() else [top]
+        # the adapter stage 9 loads, through its link (ms-swift's other checkpoint files name their own
+        # timestamped run directory, so they differ between two runs by design)
+        paths += [p / q.relative_to(p.resolve()) for p in paths if p.is_symlink() and p.is_dir()
+                  for q in sorted(p.resolve().glob("adapter_*"))]
+        for p in paths:
+            if (p.is_file() and "log" not in p.relative_to(recipe).parts[:-1] and not p.name.endswith(".log")
+                    and p.name != "stage_times.txt"):
+                data = p.read_bytes()
+                if p.name == "adapter_config.json":  # peft writes target_modules from a set: any order
+                    conf = json.loads(data)
+                    conf["target_modules"] = sorted(conf.get("target_modules") or [])
+                    data = json.dumps(conf, sort_keys=True).encode()
+                if p.name == "guard_stats.json":  # holds the measured speed of that run
+                    data = json.dumps({k: v for k, v in json.loads(data).items() if k != "utts_per_second"}).encode()
+                if p.name == "RESULTS.md":  # its time-per-stage line changes with every run by design
+                    data = b"\n".join(ln for ln in data.split(b"\n") if b"time per stage" not in ln)
+                out[str(p.relative_to(recipe))] = (hashlib.sha1(data).hexdigest(), p.stat().st_mtime_ns)
+    return out
+
+
+def build_mini_recipe(top: Path) -> Path:
+    """A fresh copy under ``top`` run through stages 0-9 (the session fixture of conftest.py)."""
+    dst = make_recipe_copy(top)
     run_recipe(dst, "--stage", "0", "--stop-stage", "9")
     return dst

@@ -7,50 +7,14 @@ without touching earlier ones, not how well the model reads lips (that is `make 
 """
 
 import collections
-import hashlib
 import json
 from pathlib import Path
 
-import pytest
+from mini_recipe import run_recipe, snapshot
 
 from vallr_pin.bin.tune_fusion import load_guard
 from vallr_pin.datadir import read_kv
 from vallr_pin.llm.fusion import FusionWeights, ScoredNbest
-
-from mini_recipe import run_recipe
-
-
-def snapshot(recipe: Path, *dirs: str) -> dict:
-    """{relative path: (sha1, mtime_ns)} of every result file under ``dirs`` (logs and stage timings excluded:
-    they differ from run to run by design), and the adapter_* files behind exp/llm_lora/adapter."""
-    out = {}
-    for d in dirs:
-        top = recipe / d
-        paths = sorted(top.rglob("*")) if top.is_dir() else [top]
-        # the adapter stage 9 loads, through its link (ms-swift's other checkpoint files name their own
-        # timestamped run directory, so they differ between two runs by design)
-        paths += [p / q.relative_to(p.resolve()) for p in paths if p.is_symlink() and p.is_dir()
-                  for q in sorted(p.resolve().glob("adapter_*"))]
-        for p in paths:
-            if (p.is_file() and "log" not in p.relative_to(recipe).parts[:-1] and not p.name.endswith(".log")
-                    and p.name != "stage_times.txt"):
-                data = p.read_bytes()
-                if p.name == "adapter_config.json":  # peft writes target_modules from a set: any order
-                    conf = json.loads(data)
-                    conf["target_modules"] = sorted(conf.get("target_modules") or [])
-                    data = json.dumps(conf, sort_keys=True).encode()
-                if p.name == "guard_stats.json":  # holds the measured speed of that run
-                    data = json.dumps({k: v for k, v in json.loads(data).items() if k != "utts_per_second"}).encode()
-                if p.name == "RESULTS.md":  # its time-per-stage line changes with every run by design
-                    data = b"\n".join(ln for ln in data.split(b"\n") if b"time per stage" not in ln)
-                out[str(p.relative_to(recipe))] = (hashlib.sha1(data).hexdigest(), p.stat().st_mtime_ns)
-    return out
-
-
-@pytest.fixture(scope="module")
-def recipe(mini_recipe):
-    """The CI run of the recipe, shared with the other recipe-level tests of the session (conftest.py)."""
-    return mini_recipe
 
 
 def test_all_stages_write_results_md_with_every_system(recipe):

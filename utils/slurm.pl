@@ -220,13 +220,24 @@ $SIG{INT} = $SIG{TERM} = sub {
     print STDERR "$prog: interrupted" . (defined $jobid ? "; cancelled Slurm job $jobid\n" : "\n");
     exit 1;
 };
-open(my $sb, "-|", @sbatch) or die "$prog: cannot run $command[0]: $!\n";
+# sbatch's stderr goes to a file as well, so that a refused submission's reason ends up in our one-line error.
+my $errfile = "$qdir/$base.sbatch.err";
+open(my $saved_err, ">&", \*STDERR) or die "$prog: cannot dup stderr\n";
+open(STDERR, ">", $errfile) or die "$prog: cannot write $errfile: $!\n";
+my $sb_ok = open(my $sb, "-|", @sbatch);
+my $open_err = $!;
+open(STDERR, ">&", $saved_err) or die "$prog: cannot restore stderr\n";
+$sb_ok or die "$prog: cannot run $command[0]: $open_err\n";
 while (my $line = <$sb>) {
     $jobid //= $1 if $line =~ /Submitted batch job (\d+)/ || $line =~ /^(\d+)(?:;|$)/;
 }
 close $sb;
-print STDERR "$prog: Slurm job $jobid ($logpat) finished\n" if defined $jobid;
 my $sbatch_status = $? >> 8;
+my $sbatch_err = "";
+if (open(my $ef, "<", $errfile)) { local $/; $sbatch_err = <$ef> // ""; close $ef; }
+unlink $errfile;
+print STDERR $sbatch_err;
+print STDERR "$prog: Slurm job $jobid ($logpat) finished\n" if defined $jobid;
 
 my (@failed, @never_ran);
 for my $id (@ids) {
@@ -239,7 +250,11 @@ for my $id (@ids) {
     push @failed, $log if $code ne "0";
 }
 if (@never_ran == @ids && $sbatch_status != 0) {
-    die "$prog: submission failed ($command[0] exit code $sbatch_status): $sbatch_line\n";
+    my @why = grep { /\S/ } split /\n/, $sbatch_err;
+    my ($reason) = reverse(grep { /error/i } @why);
+    $reason //= $why[-1] // "no message";
+    $reason =~ s/^\s*\S*sbatch: (?:error: )?//;
+    die "$prog: submission failed ($command[0] exit code $sbatch_status: $reason): $sbatch_line\n";
 }
 if (@failed) {
     my ($n, $total) = (scalar @failed, scalar @ids);

@@ -68,6 +68,12 @@ char_tag=char            # the char-only baseline (a = 1); empty to skip it
 char_config=conf/train_vsr_char.yaml
 train_args=              # extra options for vallr_pin.bin.vsr_train
 train_in_parallel=false  # true: train the dual model and the char-only baseline at the same time (CPU cores)
+train_launcher=espnet    # espnet: one process (ESPnet spawns one per GPU itself when ngpu > 1);
+                         # torchrun: `python -m torch.distributed.run` starts train_nproc processes on this node, ESPnet
+                         #   trains in DDP with one GPU per process (ngpu > 0, nccl) or on CPU (ngpu 0, gloo)
+train_nproc=             # torchrun: processes on this node (default: ngpu, or 2 on CPU)
+train_launcher_opts=     # torchrun: more of its options, e.g. multi-node
+                         #   "--nnodes 2 --rdzv_backend c10d --rdzv_endpoint host1:29500 --rdzv_id exp1"
 frame_targets=           # e.g. pose.scp: per-frame targets data/<set>/<file> (float32 (T, D) .npy) fed to training as
                          #   'frame_targets', for model_conf.frame_target_weight > 0 (the mini recipe's renderer
                          #   poses; off in the paper's recipes)
@@ -252,14 +258,25 @@ if run_stage 3 "ESPnet collect-stats -> ${stats_dir}"; then
 fi
 
 train_model() {  # train_model <exp dir> <config>
+  local launch="" dist_opts="--ngpu ${ngpu}" nproc=${train_nproc:-$([ "${ngpu}" -gt 0 ] && echo "${ngpu}" || echo 2)}
+  case "${train_launcher}" in
+    espnet) ;;
+    torchrun)  # ESPnet reads RANK/WORLD_SIZE/LOCAL_RANK/MASTER_* from torchrun (external-launcher mode)
+      launch="-m torch.distributed.run --nproc_per_node ${nproc} ${train_launcher_opts}"
+      [ "${train_launcher_opts}" = "${train_launcher_opts/--nnodes/}" ] && launch+=" --standalone"
+      launch+=" --max_restarts 0"
+      dist_opts="--multiprocessing_distributed false --ngpu $([ "${ngpu}" -gt 0 ] && echo 1 || echo 0)"
+      dist_opts+=" --dist_backend $([ "${ngpu}" -gt 0 ] && echo nccl || echo gloo)" ;;
+    *) log "Error: --train_launcher ${train_launcher}: espnet or torchrun"; exit 2 ;;
+  esac
   mkdir -p "$1"
-  log "  training $1 with $2 (resumes from $1/checkpoint.pth if present)"
+  log "  training $1 with $2 (resumes from $1/checkpoint.pth if present)${launch:+; ${nproc} torchrun processes}"
   # shellcheck disable=SC2046,SC2086
   ${cuda_cmd} --gpu "${ngpu}" "$1/train.log" \
-    ${python} -m vallr_pin.bin.vsr_train --config "$2" ${token_opts} \
+    ${python} ${launch} -m vallr_pin.bin.vsr_train --config "$2" ${token_opts} \
       $(data_opts train "${train_set}") $(data_opts valid "${valid_set}") \
       --train_shape_file "${stats_dir}/train/video_shape" --valid_shape_file "${stats_dir}/valid/video_shape" \
-      --resume true --output_dir "$1" --ngpu "${ngpu}" ${train_args}
+      --resume true --output_dir "$1" ${dist_opts} ${train_args}
 }
 
 if run_stage 4 "train ${vsr_exp} (and ${char_tag:+${char_exp}})"; then

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# A single-node Slurm cluster on this machine, from Debian's packages, for trying cmd_backend=slurm for real
+# (test/test_slurm_real.py uses it). No systemd needed: munged, slurmctld and slurmd run as plain daemons
+# whose config, sockets, logs and state all live in one directory.
+#
+# Usage: tools/slurm_cluster.sh install             apt-get install slurm-wlm munge (root; Debian/Ubuntu)
+#        tools/slurm_cluster.sh start <dir> [cpus]  generate <dir>/slurm.conf (one node, <cpus> CPUs, default 2,
+#                                                   partition "cpu"), start the three daemons, wait until the
+#                                                   node takes jobs; prints `export SLURM_CONF=<dir>/slurm.conf`
+#        tools/slurm_cluster.sh stop <dir>          stop the daemons started with <dir>
+#        tools/slurm_cluster.sh stop-ctld <dir>     stop slurmctld only (to see what a stage does without it)
+#        tools/slurm_cluster.sh status <dir>        sinfo of that cluster
+# Then: export SLURM_CONF=<dir>/slurm.conf; cd egs/mini_cnvsrc/vsr1; cmd_backend=slurm ./run.sh --stage 1 ...
+# Free ports are picked at start, so two clusters (two checkouts) can run side by side. Runs as root
+# (SlurmUser=root) or as any user who can run the daemons; munged is started with --force for root.
+set -euo pipefail
+
+die() { echo "slurm_cluster.sh: $*" >&2; exit 1; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set -euo/d'; exit "${1:-0}"; }
+
+cmd=${1:-}
+case "${cmd}" in -h|--help|"") usage 0 ;; esac
+
+if [ "${cmd}" = install ]; then
+  if command -v slurmctld >/dev/null && command -v slurmd >/dev/null && command -v sbatch >/dev/null \
+      && command -v munged >/dev/null; then
+    echo "slurm_cluster.sh: slurm-wlm and munge already installed"; exit 0
+  fi
+  [ "$(id -u)" -eq 0 ] || die "install needs root (apt-get install -y slurm-wlm munge)"
+  command -v apt-get >/dev/null || die "no apt-get here: install Slurm (slurmctld, slurmd, sbatch) and munge yourself"
+  export DEBIAN_FRONTEND=noninteractive
+  # policy-rc.d-less containers try to start the services and fail harmlessly; we start them ourselves
+  apt-get install -y --no-install-recommends slurm-wlm munge >/dev/null 2>&1 \
+    || { apt-get update >/dev/null 2>&1 && apt-get install -y --no-install-recommends slurm-wlm munge >/dev/null; } \
+    || die "apt-get install slurm-wlm munge failed"
+  echo "slurm_cluster.sh: installed $(slurmd -V)"
+  exit 0
+fi
+
+dir=${2:-}
+[ -n "${dir}" ] || usage 1
+dir=$(mkdir -p "${dir}" && cd "${dir}" && pwd)
+
+stop_pidfile() {  # stop_pidfile <file>: TERM the daemon, wait for it to go (KILL after 10 s)
+  local f=$1 pid i
+  [ -f "${f}" ] || return 0
+  pid=$(cat "${f}" 2>/dev/null || true)
+  if [ -n "${pid}" ] && kill -0 "${pid}" 2>/dev/null; then
+    kill "${pid}" 2>/dev/null || true
+    for i in $(seq 100); do kill -0 "${pid}" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "${pid}" 2>/dev/null || true
+  fi
+  rm -f "${f}"
+}
+
+case "${cmd}" in
+  stop)
+    stop_pidfile "${dir}/slurmd.pid"; stop_pidfile "${dir}/slurmctld.pid"; stop_pidfile "${dir}/munged.pid"
+    [ -f "${dir}/sockdir" ] && rm -rf "$(cat "${dir}/sockdir")" "${dir}/sockdir"
+    exit 0 ;;
+  stop-ctld)
+    stop_pidfile "${dir}/slurmctld.pid"; exit 0 ;;
+  status)
+    SLURM_CONF=${dir}/slurm.conf sinfo; exit 0 ;;
+  start) ;;
+  *) usage 1 ;;
+esac
+
+cpus=${3:-2}
+for b in munged mungekey slurmctld slurmd sbatch sinfo; do
+  command -v "${b}" >/dev/null || [ -x "/usr/sbin/${b}" ] \
+    || die "${b} not found: run tools/slurm_cluster.sh install (apt-get install slurm-wlm munge)"
+done
+export PATH=${PATH}:/usr/sbin
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+ctld_port=$(free_port); slurmd_port=$(free_port)
+while [ "${slurmd_port}" = "${ctld_port}" ]; do slurmd_port=$(free_port); done
+node=$(hostname -s)
+user=$(id -un)
+mkdir -p "${dir}/munge" "${dir}/state" "${dir}/spool"
+chmod 700 "${dir}/munge"
+# a Unix socket path has at most 108 bytes, so munge's socket lives in a short directory of its own
+sockdir=$(mktemp -d "${TMPDIR:-/tmp}/vpslurm.XXXXXX")
+chmod 755 "${sockdir}"
+echo "${sockdir}" > "${dir}/sockdir"
+
+# munge: a key of its own and a socket in <dir>, named in slurm.conf (AuthInfo), so the system's munge is untouched
+[ -f "${dir}/munge/munge.key" ] || mungekey --create --keyfile="${dir}/munge/munge.key" 2>/dev/null \
+  || dd if=/dev/urandom of="${dir}/munge/munge.key" bs=1024 count=1 2>/dev/null
+chmod 400 "${dir}/munge/munge.key"
+force=""; [ "$(id -u)" -eq 0 ] && force=--force
+munged ${force} --key-file="${dir}/munge/munge.key" --socket="${sockdir}/munge.socket" \
+  --pid-file="${dir}/munged.pid" --log-file="${dir}/munged.log" --seed-file="${dir}/munge/munge.seed" \
+  || die "munged did not start (see ${dir}/munged.log)"
+
+cat > "${dir}/slurm.conf" <<EOF
+# Generated by tools/slurm_cluster.sh: one node, ${cpus} CPUs, everything under ${dir}.
+ClusterName=vallrpin
+SlurmctldHost=${node}(127.0.0.1)
+SlurmctldPort=${ctld_port}
+SlurmdPort=${slurmd_port}
+SlurmUser=${user}
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket=${sockdir}/munge.socket
+StateSaveLocation=${dir}/state
+SlurmdSpoolDir=${dir}/spool/slurmd.%n
+SlurmctldPidFile=${dir}/slurmctld.pid
+SlurmdPidFile=${dir}/slurmd.pid
+SlurmctldLogFile=${dir}/slurmctld.log
+SlurmdLogFile=${dir}/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+# containers: no cgroups, no systemd
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+MpiDefault=none
+SwitchType=switch/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU_Memory
+# the node is what this file says (memory is not the host's, so a recipe's --mem=8G fits)
+SlurmdParameters=config_overrides
+ReturnToService=2
+MinJobAge=300
+SlurmdTimeout=60
+InactiveLimit=0
+KillWait=5
+NodeName=${node} NodeAddr=127.0.0.1 CPUs=${cpus} RealMemory=65536 State=UNKNOWN
+PartitionName=cpu Nodes=${node} Default=YES MaxTime=INFINITE State=UP
+EOF
+export SLURM_CONF=${dir}/slurm.conf
+
+slurmctld -i || die "slurmctld did not start (see ${dir}/slurmctld.log)"
+slurmd || die "slurmd did not start (see ${dir}/slurmd.log)"
+for i in $(seq 60); do
+  state=$(sinfo -h -n "${node}" -o %t 2>/dev/null || true)
+  case "${state}" in idle*|mix*|alloc*) break ;; esac
+  sleep 0.5
+done
+case "${state}" in
+  idle*|mix*|alloc*) ;;
+  *) tail -5 "${dir}/slurmctld.log" "${dir}/slurmd.log" >&2 || true
+     die "node ${node} not ready (state '${state}'); logs in ${dir}" ;;
+esac
+echo "export SLURM_CONF=${dir}/slurm.conf"
