@@ -21,7 +21,8 @@ pytest.importorskip("swift")
 from vallr_pin.bin import build_llm_data, import_nbest, llm_refine, tune_gate  # noqa: E402
 from vallr_pin.bin.make_context import previous_sentence  # noqa: E402
 from vallr_pin.bin.make_tiny_llm import make_tiny_llm, train_tokenizer  # noqa: E402
-from vallr_pin.llm.constrained import PositionConstraint, TokenTrie, position_sets, reading_index, token_bytes  # noqa: E402,E501
+from vallr_pin.llm.constrained import (  # noqa: E402
+    PositionConstraint, TokenTrie, position_sets, reading_index, token_bytes)
 from vallr_pin.llm.gating import choose_threshold, confidences, gate_curve  # noqa: E402
 from vallr_pin.llm.nbest import NbestEntry, attach_context, read_nbest  # noqa: E402
 from vallr_pin.llm.prompt import build_messages  # noqa: E402
@@ -53,9 +54,21 @@ def work(tmp_path_factory):
     text.write_text("".join(f"spk1_{i:03d} {s}\n" for i, s in enumerate(SENTS)), encoding="utf-8")
     make_tiny_llm([str(text)], str(d / "tiny"), vocab_size=600, hidden=32, layers=1, heads=2, kv_heads=1,
                   max_pos=1024, steps=0, max_phrases=100, seed=0)
+    # a copy with large random weights: its greedy choices depend strongly on the prompt, so a padding error in
+    # batched generation shows as a different answer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(d / "tiny")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(0.0, 0.3)
+    model.save_pretrained(d / "rand")
+    AutoTokenizer.from_pretrained(d / "tiny").save_pretrained(d / "rand")
     nbest = d / "nbest.jsonl"
     nbest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _nbest_rows()), encoding="utf-8")
-    return {"dir": d, "model": d / "tiny", "nbest": nbest}
+    return {"dir": d, "model": d / "tiny", "rand": d / "rand", "nbest": nbest}
 
 
 def _rows(path):
@@ -142,6 +155,14 @@ def test_llm_refine_constrained_mode_writes_allowed_sentences_and_counts_fallbac
         py = pinyin_string(r["ref"]).split()
         assert len(r["raw"]) == len(py) and all(ch in by_syl[s] for ch, s in zip(r["raw"], py)), r
     assert len((out / "text").read_text(encoding="utf-8").splitlines()) == len(_nbest_rows())
+    # left padding: a batch reads each answer from the same place as one utterance at a time does
+    raws = {}
+    for bs in ("1", "4"):
+        llm_refine.main(["--nbest", str(work["nbest"]), "--model", str(work["rand"]), "--out-dir",
+                         str(tmp_path / bs), "--mode", "constrained", "--constrain-level", "viseme",
+                         "--batch-size", bs, "--threads", "1"])
+        raws[bs] = [r["raw"] for r in _rows(tmp_path / bs / "raw.jsonl")]
+    assert raws["1"] == raws["4"]
 
 
 # ---- 2. confidence gating -----------------------------------------------------------------------------------

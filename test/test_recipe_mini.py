@@ -120,3 +120,61 @@ def test_every_stage_rerun_alone_reproduces_its_outputs_and_leaves_earlier_stage
         if n == 0:  # nothing re-rendered, the tiny LLM not rebuilt (the corpus lists are re-written, same bytes)
             kept = [k for k in prev if k.endswith((".mp4", ".npy")) or "/tiny_qwen3/" in k]
             assert kept and all(prev[k][1] == after[k][1] for k in kept)
+
+
+def test_stage2_refines_an_external_recognisers_nbest_with_context_gate_and_polishing(recipe):
+    """Issue 19: stages 7-9 on another system's N-best lists (the char-only model stands in for it: no pinyin
+    branch, so the prompt's pinyin is derived from its hypotheses), in both documented layouts, with the
+    context-aware prompt, the dev-tuned confidence gate and two polishing rounds on. Runs last: it rewrites
+    RESULTS.md and figures/ (its own exp_ext/ holds the rest)."""
+    import sys
+
+    from vallr_pin.llm.nbest import hypothesis_pinyin
+
+    env = dict(os.environ, PATH=f"{ROOT / 'tools' / 'venv' / 'bin'}:{os.environ['PATH']}")
+    char = recipe / "exp" / "vsr_char"
+    dec = char / "decode_vsr_valid.acc_char.ave"
+    ext = recipe / "ext"
+    # training set: the external system decodes it itself (here: vsr_inference's whole layout, empty pinyin)
+    subprocess.run([sys.executable, "-m", "vallr_pin.bin.vsr_inference", "--config", "conf/decode_vsr.yaml",
+                    "--train_config", str(char / "config.yaml"), "--model_file", str(char / "valid.acc_char.ave.pth"),
+                    "--data_path_and_name_and_type", "dump/roi/train_sub6/feats.scp,video,kaldi_ark",
+                    "--key_file", "dump/roi/train_sub6/feats.scp", "--output_dir", str(ext / "train"),
+                    "--pinyin_rescore_weight", "0", "--beam_size", "4", "--nbest", "4", "--maxlenratio", "0.5"],
+                   cwd=recipe, env=env, check=True, capture_output=True, timeout=600)
+    for k in dec.glob("dev/*best_recog"):  # dev: ESPnet's {k}best_recog/ alone
+        shutil.copytree(k, ext / "dev" / k.name)
+    (ext / "test").mkdir()  # test: JSONL without pinyin or references
+    with open(ext / "test" / "nbest.jsonl", "w", encoding="utf-8") as f:
+        for line in open(dec / "test" / "nbest.jsonl", encoding="utf-8"):
+            row = json.loads(line)
+            f.write(json.dumps({"utt": row["utt"], "nbest": row["nbest"]}, ensure_ascii=False) + "\n")
+    subprocess.run([sys.executable, "-m", "vallr_pin.bin.make_context", "--data-dir", "data/train", "data/dev",
+                    "data/test"], cwd=recipe, env=env, check=True, capture_output=True, timeout=300)
+    run_recipe(recipe, "--stage", "7", "--stop-stage", "9", "--external_nbest", "ext", "--expdir", "exp_ext",
+               "--llm_context", "true", "--llm_gate", "true",
+               "--llm_refine_opts", "--mode rescore --rescore-vsr-weight 1 --polish-rounds 2")
+    exp = recipe / "exp_ext"
+    for dset in ("train", "dev", "test"):
+        rows = [json.loads(ln) for ln in open(exp / "nbest_external" / dset / "nbest.jsonl", encoding="utf-8")]
+        assert rows and all(r["pinyin"] == hypothesis_pinyin(r["nbest"][0]["text"]) for r in rows)
+        assert all(r["ref"] for r in rows)  # attached from data/<set>/text
+    samples = [json.loads(ln) for ln in open(exp / "llm_data" / "train.jsonl", encoding="utf-8")]
+    assert 0 < len(samples) <= 6 and {s["ckpt"] for s in samples} == {"external"}
+    assert all(s["messages"][1]["content"].startswith("上文：") for s in samples)
+    # Stage I of the external system is the char-only model's own 1-best: the same CER
+    cer = {d: json.loads((d / "test" / "score_cer" / "summary.json").read_text())["cer"]
+           for d in (dec, exp / "nbest_external")}
+    assert cer[dec] == cer[exp / "nbest_external"]
+    n_test = len(read_kv(recipe / "data" / "test" / "text"))
+    for mode in ("finetuned", "zeroshot"):
+        out = exp / "llm_lora" / f"refine_{mode}" / "test"
+        assert len(read_kv(out / "text")) == n_test
+        gate = json.loads((out / "gate.json").read_text())
+        assert Path(gate["tuned_on"]).parts[-2:] == (f"refine_{mode}", "dev") and gate["n"] == n_test
+        assert len(json.loads((out / "guard_stats.json").read_text())["polish"]["cer_per_round"]) == 3
+        assert (recipe / "figures" / f"gate_curve_{mode}.png").is_file()
+    results = (recipe / "RESULTS.md").read_text(encoding="utf-8")
+    for system in ("external (stage I)", "external + zero-shot LLM", "external + fine-tuned LLM"):
+        rows = [ln for ln in results.splitlines() if ln.startswith(f"|{system}|")]
+        assert len(rows) == 2 and all("n/a" not in r for r in rows), (system, rows)

@@ -78,8 +78,8 @@ def run(args: argparse.Namespace) -> dict:
     feature = min(features, key=lambda f: (chosen[f]["cer"], chosen[f]["llm_calls"]))
     best = dict(chosen[feature], feature=feature)
     plot_curves(curves, chosen, tune_dir / "gate_curve.png",
-                f"{tune_dir}: gate on {feature} >= {best['threshold']:g} "
-                f"({100 * best['call_fraction']:.0f}% calls, CER {best['cer']:.2f})")
+                f"{tune_dir.name}: {feature} >= {best['threshold']:g} keeps the 1-best\n"
+                f"{100 * best['call_fraction']:.0f}% of utterances to the LLM, CER {best['cer']:.2f}%")
     with atomic_open(tune_dir / "gate_grid.json") as f:
         json.dump({"chosen": best, "curves": curves}, f, indent=2)
     logging.info("gate tuned on %s: %s >= %g keeps the 1-best; CER %.2f with %d/%d LLM calls (%.2f ungated); "

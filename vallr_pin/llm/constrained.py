@@ -27,7 +27,8 @@ Hooks: transformers' ``generate(logits_processor=[PinyinLogitsProcessor(...)])``
 :meth:`PositionConstraint.vllm_request_processor` (``(output_token_ids, logits) -> logits``, the signature of
 ``AdapterLogitsProcessor.new_req_logits_processor``'s result), the request's positions passed in
 ``SamplingParams.extra_args``. vLLM is not installed on this project's CPU machines, so that path is documented
-and its function unit-tested, not run end to end.
+and its function unit-tested, not run end to end; ``llm_refine --mode constrained`` runs on the transformers
+backend (on a GPU too).
 """
 
 from __future__ import annotations
@@ -293,8 +294,9 @@ class PositionConstraint:
 
 class PinyinLogitsProcessor:
     """A transformers logits processor (``generate(logits_processor=LogitsProcessorList([...]))`` calls it as
-    ``(input_ids, scores) -> scores``; no transformers import needed here) for a left-padded batch: row ``b`` follows ``constraints[b]`` (None:
-    unconstrained). ``prompt_len`` is the padded prompt length, so ``input_ids[:, prompt_len:]`` is the answer."""
+    ``(input_ids, scores) -> scores``, so no transformers import is needed here) for a left-padded batch: row
+    ``b`` follows ``constraints[b]`` (None: unconstrained). ``prompt_len`` is the padded prompt length, so
+    ``input_ids[:, prompt_len:]`` is the answer."""
 
     def __init__(self, constraints: Sequence[Optional[PositionConstraint]], prompt_len: int):
         self.constraints = list(constraints)

@@ -90,16 +90,17 @@ def plot_curves(curves: Mapping[str, Sequence[dict]], chosen: Mapping[str, dict]
 
     fig, ax = plt.subplots(figsize=(5.5, 4))
     for feature, rows in curves.items():
-        xs = [100 * r["call_fraction"] for r in rows]
-        ax.plot(xs, [r["cer"] for r in rows], marker=".", drawstyle="steps-post", label=feature)
+        rows = sorted(rows, key=lambda r: r["call_fraction"])
+        ax.plot([100 * r["call_fraction"] for r in rows], [r["cer"] for r in rows], marker="o", ms=4, label=feature)
         if feature in chosen:
             c = chosen[feature]
-            ax.scatter([100 * c["call_fraction"]], [c["cer"]], s=60, zorder=3)
+            ax.scatter([100 * c["call_fraction"]], [c["cer"]], s=90, facecolors="none", edgecolors="black",
+                       zorder=3)
     ax.set_xlabel("utterances sent to the LLM (%)")
     ax.set_ylabel("CER (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(title="gate on")
+    ax.legend(title="gate on (o: chosen)")
     fig.tight_layout()
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)

@@ -13,6 +13,8 @@
 #   stage 7  LLM instruction data from those N-best lists
 #   stage 8  ms-swift LoRA SFT of the LLM
 #   stage 9  LLM refinement of dev/test (fine-tuned and zero-shot), scoring, RESULTS.md
+#            (beyond the paper, all options: llm_refine_opts "--mode constrained" / "--polish-rounds K",
+#            llm_gate, llm_context; external_nbest refines another recogniser's N-best in stages 7-9)
 # Every stage can be re-run alone (--stage N --stop-stage N) and redoes only that stage; stages 1, 5 and 6
 # skip jobs that already finished, so a re-run after a crash continues.
 set -euo pipefail
@@ -113,6 +115,14 @@ llm_refine_nj=1          # stage 9: LLM refinements run at once (each process lo
 llm_tune_fusion=false    # true (needs llm_refine_opts "--mode rescore"): tune the LLM/VSR fusion weights on
                          #   valid_set (vallr_pin.bin.tune_fusion), apply them to every test set
 paper_results=           # conf/paper_results.yaml: the paper's figures shown beside ours in RESULTS.md
+llm_context=false        # true: stages 7 and 9 show data/<set>/context ('<utt> <text>', e.g. the speaker's preceding
+                         #   sentence: python -m vallr_pin.bin.make_context) in the prompt; optional: as true, but
+                         #   utterances missing from it get no context instead of an error
+llm_gate=false           # true: stage 9 chooses a confidence gate on valid_set (vallr_pin.bin.tune_gate: no LLM call
+                         #   where Stage I is sure), applies it to every set, draws figures/gate_curve_<mode>.png
+external_nbest=          # stage II for another recogniser: a directory with <set>/ per set holding its N-best
+                         #   (ESPnet's {k}best_recog/text, or nbest.jsonl); stages 7 and 9 read it (imported into
+                         #   exp/nbest_external/<set> by vallr_pin.bin.import_nbest) instead of this recipe's decodes
 
 help_message=$(sed -n '2,/^set -euo/p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set -euo/d')
 . ./path.sh
@@ -120,6 +130,7 @@ help_message=$(sed -n '2,/^set -euo/p' "$0" | sed -e 's/^# \{0,1\}//' -e '/^set 
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "Error: unexpected arguments: $*"; exit 2; }
 case "${nj}" in ''|*[!0-9]*|0) log "Error: --nj ${nj}: the number of parallel jobs must be a whole number >= 1"; exit 2 ;; esac
+case "${llm_context}" in false|true|optional) ;; *) log "Error: --llm_context ${llm_context}: false, true or optional"; exit 2 ;; esac
 
 vsr_exp=${expdir}/vsr_${vsr_tag}
 char_exp=${expdir}/vsr_${char_tag}
@@ -397,19 +408,41 @@ if run_stage 6 "N-best dumping on ${nbest_sets} from the kept checkpoints"; then
   end_stage 6
 fi
 
+ext_dir=${expdir}/nbest_external
+import_external() {  # import_external <set>: the external recogniser's N-best of <set> -> ${ext_dir}/<set>
+  [ -e "${external_nbest}/$1" ] || { log "Error: ${external_nbest}/$1 is missing: external_nbest needs <dir>/<set>/ ({k}best_recog/text or nbest.jsonl) for every set of stages 7 and 9"; exit 1; }
+  ${python} -m vallr_pin.bin.import_nbest --src "${external_nbest}/$1" --out-dir "${ext_dir}/$1" \
+    $([ -f "data/$1/text" ] && echo "--text data/$1/text")
+}
+need_context() {  # need_context <set>...: with llm_context, data/<set>/context must exist
+  [ "${llm_context}" = false ] || for dset in "$@"; do need 0 "data/${dset}/context"; done
+}
+context_opts() {  # context_opts <set>...: the llm_context options of build_llm_data / llm_refine
+  [ "${llm_context}" != false ] || return 0
+  local dset files=""
+  for dset in "$@"; do files+=" data/${dset}/context"; done
+  echo "--context${files}$([ "${llm_context}" = optional ] && echo " --context-optional")"
+}
+
 if run_stage 7 "LLM instruction data -> ${expdir}/llm_data"; then
-  need_ckpts
-  for ckpt in $(kept_ckpts); do
-    need 6 "${vsr_exp}/decode_${decode_tag}_${ckpt}/${nbest_train}/nbest.jsonl" "${vsr_exp}/decode_${decode_tag}_${ckpt}/${valid_set}/nbest.jsonl"
-  done
-  train_nbest=""; dev_nbest=""
-  for ckpt in $(kept_ckpts); do
-    train_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${nbest_train}/nbest.jsonl"
-    dev_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${valid_set}/nbest.jsonl"
-  done
+  need_context "${train_set}" "${valid_set}"
+  if [ -n "${external_nbest}" ]; then
+    for dset in ${train_set} ${valid_set}; do import_external "${dset}"; done
+    train_nbest="external=${ext_dir}/${train_set}/nbest.jsonl"; dev_nbest="external=${ext_dir}/${valid_set}/nbest.jsonl"
+  else
+    need_ckpts
+    for ckpt in $(kept_ckpts); do
+      need 6 "${vsr_exp}/decode_${decode_tag}_${ckpt}/${nbest_train}/nbest.jsonl" "${vsr_exp}/decode_${decode_tag}_${ckpt}/${valid_set}/nbest.jsonl"
+    done
+    train_nbest=""; dev_nbest=""
+    for ckpt in $(kept_ckpts); do
+      train_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${nbest_train}/nbest.jsonl"
+      dev_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${valid_set}/nbest.jsonl"
+    done
+  fi
   # shellcheck disable=SC2086
   ${python} -m vallr_pin.bin.build_llm_data --train ${train_nbest} --dev ${dev_nbest} \
-    --out-dir "${expdir}/llm_data" ${llm_data_opts}
+    --out-dir "${expdir}/llm_data" $(context_opts "${train_set}" "${valid_set}") ${llm_data_opts}
   end_stage 7
 fi
 
@@ -427,7 +460,8 @@ fi
 if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
   [ -n "${llm_model}" ] || { log "Error: set llm_model= (a local model directory) in run.sh or --llm_model"; exit 1; }
   need 8 "${llm_exp}/adapter"
-  for dset in ${test_sets} $([ "${llm_tune_fusion}" = true ] && echo "${valid_set}"); do
+  tune_on_dev=$([ "${llm_tune_fusion}" = true ] || [ "${llm_gate}" = true ] && echo true || echo false)
+  [ -n "${external_nbest}" ] || for dset in ${test_sets} $([ "${tune_on_dev}" = true ] && echo "${valid_set}"); do
     need 5 "${vsr_exp}/decode_${decode_tag}_${inference_model%.pth}/${dset}/nbest.jsonl"
   done
   decode_dir=decode_${decode_tag}_${inference_model%.pth}
@@ -435,8 +469,17 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
   if [ "${llm_tune_fusion}" = true ]; then
     case " ${llm_refine_opts} " in *" --mode rescore "*) ;;
       *) log "Error: llm_tune_fusion=true needs llm_refine_opts with --mode rescore"; exit 1 ;; esac
-    # the weights are tuned on the validation set, so it is refined even when it is not a test set
+  fi
+  if [ "${tune_on_dev}" = true ]; then
+    # fusion weights and gate are tuned on the validation set, so it is refined even when it is not a test set
     refine_sets=$(echo "${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+  fi
+  need_context ${refine_sets}
+  stage2_in() { echo "${vsr_exp}/${decode_dir}/$1/nbest.jsonl"; }  # stage2_in <set>: the N-best stage 9 refines
+  ref_of() { echo "data/$1/text"; }  # every utterance of the set: one stage 1 could not crop counts as deletions
+  if [ -n "${external_nbest}" ]; then  # another recogniser's N-best; its 1-best scored as its Stage I
+    stage2_in() { echo "${ext_dir}/$1/nbest.jsonl"; }
+    for dset in ${refine_sets}; do import_external "${dset}"; score_dir "$(ref_of "${dset}")" "${ext_dir}/${dset}"; done
   fi
   # every (mode, set) refinement is its own process; llm_refine_nj of them run at once
   for mode in finetuned zeroshot; do
@@ -446,7 +489,7 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
       # shellcheck disable=SC2086
       run_bg "${llm_refine_nj}" ${infer_cmd} --gpu "${infer_ngpu}" "${out}/refine.log" \
         ${python} -m vallr_pin.bin.llm_refine --model "${llm_model}" ${adapter_opt} --backend "${llm_backend}" \
-          --nbest "${vsr_exp}/${decode_dir}/${dset}/nbest.jsonl" --out-dir "${out}" ${llm_refine_opts}
+          --nbest "$(stage2_in "${dset}")" --out-dir "${out}" $(context_opts "${dset}") ${llm_refine_opts}
     done
   done
   wait_bg
@@ -456,11 +499,17 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     if [ "${llm_tune_fusion}" = true ]; then
       # LLM weight and length bonus chosen on the validation set only, then applied unchanged to every set
       ${python} -m vallr_pin.bin.tune_fusion --tune-dir "${llm_exp}/refine_${mode}/${valid_set}" \
-        --ref "data/${valid_set}/text" --apply-dir "${apply_dirs[@]}" \
+        --ref "$(ref_of "${valid_set}")" --apply-dir "${apply_dirs[@]}" \
         2>&1 | tee "${llm_exp}/refine_${mode}/tune_fusion.log"
     fi
+    if [ "${llm_gate}" = true ]; then
+      # the gate (feature, threshold) chosen on the validation set only, then applied unchanged to every set
+      ${python} -m vallr_pin.bin.tune_gate --tune-dir "${llm_exp}/refine_${mode}/${valid_set}" \
+        --ref "$(ref_of "${valid_set}")" --apply-dir "${apply_dirs[@]}" \
+        2>&1 | tee "${llm_exp}/refine_${mode}/tune_gate.log"
+    fi
     for dset in ${refine_sets}; do
-      score_dir "data/${dset}/text" "${llm_exp}/refine_${mode}/${dset}"  # every utterance, as in stage 5
+      score_dir "$(ref_of "${dset}")" "${llm_exp}/refine_${mode}/${dset}"  # every utterance, as in stage 5
     done
   done
   valid_uses="model selection (${inference_model}), LLM validation (stage 7)"
@@ -477,6 +526,17 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)"
     --failed "${dumpdir}/roi/{set}/failed"
     --set-note "${valid_set}=validation set: ${valid_uses} use it, so its CERs are not held-out figures")
+  if [ -n "${external_nbest}" ]; then
+    results_opts=(--out RESULTS.md --sets ${test_sets} --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
+      --system "external (stage I)=${ext_dir}/{set}/score_cer"
+      --system "external + zero-shot LLM=${llm_exp}/refine_zeroshot/{set}/score_cer"
+      --system "external + fine-tuned LLM=${llm_exp}/refine_finetuned/{set}/score_cer"
+      --ordering "external (stage I) > external + fine-tuned LLM"
+      --ordering "external + zero-shot LLM >= external + fine-tuned LLM"
+      --meta "Stage I: the external recogniser's N-best in ${external_nbest}"
+      --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from ${external_nbest}/${train_set}"
+      --set-note "${valid_set}=validation set: ${valid_uses} use it, so its CERs are not held-out figures")
+  fi
   [ -n "${paper_results}" ] && results_opts+=(--paper-ref "${paper_results}")
   end_stage 9
   results_opts+=(--meta "time per stage (s, latest run): $(awk '{printf "%s%s=%s", sep, $2, $3; sep=", "}' "${timing}")")
@@ -492,6 +552,10 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
       f=${mexp}/${decode_dir}/${dset}/score_cer/viseme_confusion.png
       [ -f "${f}" ] && cp "${f}" "figures/viseme_confusion_$(basename "${mexp}")_${dset}.png"
     done
+  done
+  for mode in finetuned zeroshot; do
+    f=${llm_exp}/refine_${mode}/${valid_set}/gate_curve.png
+    [ "${llm_gate}" = true ] && [ -f "${f}" ] && cp "${f}" "figures/gate_curve_${mode}.png"
   done
   cat RESULTS.md
 fi

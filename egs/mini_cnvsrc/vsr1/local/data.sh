@@ -30,6 +30,9 @@ render_nj=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc 2>/dev/null || echo
 use_landmarks=true        # false: no landmarks.scp, stage 1 runs mediapipe FaceMesh on the drawn faces
 llm_opts=                 # extra options for vallr_pin.bin.make_tiny_llm
 llm_train_text=false      # true: the tiny LLM also pre-trains on the training transcripts (see above)
+context=false             # true: write data/<set>/context, each utterance's preceding sentence of the same speaker
+                          #   (python -m vallr_pin.bin.make_context), for the context-aware prompts of vsr.sh
+                          #   --llm_context true
 data_dir=data
 log_dir=exp               # the tiny LLM's build log (it runs in the background while the videos render)
 python=python3
@@ -98,6 +101,9 @@ for x in train dev test; do
   utils/fix_data_dir.sh "${data_dir}/${x}"
   utils/validate_data_dir.sh "${data_dir}/${x}"
 done
+if [ "${context}" = true ]; then
+  ${python} -m vallr_pin.bin.make_context --data-dir "${data_dir}/train" "${data_dir}/dev" "${data_dir}/test"
+fi
 
 # with llm_train_text=true the LLM's text includes data/train/text, written just above
 [ "${llm_train_text}" = true ] && start_llm
