@@ -86,3 +86,53 @@ def set_mp4_rotation(path: str, degrees: int) -> None:
     one = 1 << 16
     data[off:off + 36] = struct.pack(">9i", c * one, s * one, 0, -s * one, c * one, 0, 0, 0, 1 << 30)
     open(path, "wb").write(bytes(data))
+
+
+def _mp4_boxes(data, start: int = 0, end: int = None):
+    """(type, offset, size, header size) of the boxes in data[start:end]."""
+    import struct
+
+    end = len(data) if end is None else end
+    i = start
+    while i + 8 <= end:
+        size, typ = struct.unpack(">I4s", data[i:i + 8])
+        hdr = 8
+        if size == 1:
+            size, hdr = struct.unpack(">Q", data[i + 8:i + 16])[0], 16
+        elif size == 0:
+            size = end - i
+        yield typ.decode("latin-1"), i, size, hdr
+        i += size
+
+
+def faststart_mp4(path: str) -> list:
+    """Move the index (``moov``) of an mp4 written by OpenCV in front of the media data, as ``ffmpeg -movflags
+    +faststart`` and streaming sites do (a cut-short download of such a file still opens). Rewrites ``path``;
+    returns the byte offset of every frame in the new file, in order (cut there to lose whole frames)."""
+    import struct
+
+    data = open(path, "rb").read()
+    top = {t: (i, s) for t, i, s, _ in _mp4_boxes(data)}
+    (mi, ms), (di, _) = top["moov"], top["mdat"]
+    assert mi > di, f"{path}: the index is already in front"
+    moov = bytearray(data[mi:mi + ms])
+    offsets, sizes = [], []
+
+    def patch(start, end):
+        for t, i, s, h in _mp4_boxes(moov, start, end):
+            if t in ("trak", "mdia", "minf", "stbl"):
+                patch(i + h, i + s)
+            elif t == "stco":  # 32-bit chunk offsets: they all move by the index's size
+                for k in range(struct.unpack(">I", moov[i + 12:i + 16])[0]):
+                    o = i + 16 + 4 * k
+                    new = struct.unpack(">I", moov[o:o + 4])[0] + ms
+                    moov[o:o + 4] = struct.pack(">I", new)
+                    offsets.append(new)
+            elif t == "stsz":  # sample sizes: one size for all, or one entry per sample
+                size, count = struct.unpack(">II", moov[i + 12:i + 20])
+                sizes.extend([size] * count if size else struct.unpack(f">{count}I", moov[i + 20:i + 20 + 4 * count]))
+
+    patch(8, ms)
+    assert len(offsets) == 1, f"{path}: {len(offsets)} chunks; only OpenCV's one-chunk files are handled"
+    open(path, "wb").write(data[:di] + bytes(moov) + data[di:mi] + data[mi + ms:])
+    return [int(x) for x in offsets[0] + np.concatenate([[0], np.cumsum(sizes)[:-1]])]

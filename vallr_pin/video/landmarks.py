@@ -108,6 +108,15 @@ class MediaPipeFaceMeshDetector(LandmarkDetector):
       detect_every: run FaceMesh on frames 0, k, 2k, ... and the last frame only, and fill the frames in between
                     by linear interpolation between the two neighbouring processed frames (left NaN if either
                     of them has no face). k=1 (default) processes every frame.
+
+    Orientation: FaceMesh assumes an upright face. On an upside-down one it still returns an upright mesh,
+    eyes on the real eyes and the "mouth" on the forehead, so the crop shows hair, and the 5 points look like
+    a face. So on the clip's first frame with a face, mediapipe's face detector (BlazeFace, its score is the
+    only one mediapipe exposes) scores the frame and the frame turned 180 degrees; if the turned frame scores
+    higher by ``orientation_margin`` (upright faces measured 0.92 against 0.58-0.65 turned), the whole clip is
+    processed turned and the landmarks mapped back, so they say where the eyes and mouth really are (eyes below
+    the mouth) and :func:`vallr_pin.video.lip_roi.check_face_plausible` rejects the clip.
+    ``orientation_margin=None`` skips the check.
     """
 
     def __init__(
@@ -116,6 +125,7 @@ class MediaPipeFaceMeshDetector(LandmarkDetector):
         detect_every: int = 1,
         min_detection_confidence: float = 0.5,
         min_tracking_confidence: float = 0.5,
+        orientation_margin: Optional[float] = 0.15,
     ):
         # mediapipe's C++ side prints a few absl warnings per clip to stderr ("Feedback manager requires a
         # model with a single signature..."); they are harmless and no environment variable silences them.
@@ -132,8 +142,39 @@ class MediaPipeFaceMeshDetector(LandmarkDetector):
             min_detection_confidence=min_detection_confidence,
             min_tracking_confidence=min_tracking_confidence,
         )
+        self.orientation_margin = orientation_margin
+        self._face_detection = None
+        self._turned: Optional[bool] = None  # per clip: None until a frame with a face decided it
+
+    def _face_score(self, frame: np.ndarray) -> float:
+        if self._face_detection is None:
+            import mediapipe as mp
+
+            self._face_detection = mp.solutions.face_detection.FaceDetection(
+                model_selection=0, min_detection_confidence=0.2)
+        res = self._face_detection.process(np.ascontiguousarray(frame))
+        return max((d.score[0] for d in res.detections or []), default=0.0)
+
+    def _decide_orientation(self, frame: np.ndarray) -> None:
+        if self.orientation_margin is None:
+            self._turned = False
+            return
+        upright, turned = self._face_score(frame), self._face_score(frame[::-1, ::-1])
+        if upright or turned:
+            self._turned = turned > upright + self.orientation_margin
 
     def _one(self, frame: np.ndarray) -> Optional[np.ndarray]:
+        if self._turned is None:
+            self._decide_orientation(frame)
+        if self._turned:
+            lm = self._one_upright(np.ascontiguousarray(frame[::-1, ::-1]))
+            if lm is None:
+                return None
+            h, w = frame.shape[:2]
+            return np.array([w, h], dtype=np.float32) - lm  # back to the frame as stored
+        return self._one_upright(frame)
+
+    def _one_upright(self, frame: np.ndarray) -> Optional[np.ndarray]:
         import cv2
 
         h, w = frame.shape[:2]
@@ -157,6 +198,7 @@ class MediaPipeFaceMeshDetector(LandmarkDetector):
 
     def detect_stream(self, chunks: Iterable[np.ndarray]) -> np.ndarray:
         self._mesh.reset()  # new clip: forget the previous clip's track
+        self._turned = None
         k = self.detect_every
         rows = []  # per frame: (5, 2) array, or None (no face / not processed)
         processed = []  # frame indices FaceMesh ran on
@@ -190,6 +232,8 @@ class MediaPipeFaceMeshDetector(LandmarkDetector):
 
     def close(self) -> None:
         self._mesh.close()
+        if self._face_detection is not None:
+            self._face_detection.close()
 
 
 class PrecomputedLandmarks:

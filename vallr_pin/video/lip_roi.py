@@ -20,11 +20,22 @@ Per frame ``t`` (after :func:`~vallr_pin.video.landmarks.interpolate_missing` an
 
 So within a clip the crop follows the head (drift, zoom, in-plane rotation removed) while lip motion is kept;
 across clips the mouth has the same typical width.
+
+Before the crop, :func:`check_face_plausible` rejects landmarks that cannot be a face seen upright: the
+per-frame fit of step 2 must leave the eyes above the mouth (a fitted rotation within +-90 degrees; an
+upside-down video, in its pixels or through rotation metadata, has them below), and the eyes must be between
+``MIN_EYE_DISTANCE_PX`` pixels and ``MAX_EYE_DISTANCE_FRAC`` of the frame width apart (less is a face too small
+to cut a mouth from, or points collapsed onto one spot; more is no face in this frame). A clip fails
+(:class:`ImplausibleFaceError`) when more than half of its frames with landmarks break a rule.
+
+Only the per-frame transforms need the whole clip (smoothing window, the clip's median zoom); they are made
+from the (T, 5, 2) landmarks alone by :func:`clip_transforms`, so the frames themselves can be warped chunk by
+chunk (:func:`warp_rois` on any slice) and a long clip never has to be in memory at once.
 """
 
 from __future__ import annotations
 
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
@@ -41,8 +52,17 @@ DEFAULT_ROI_SIZE = 96
 DEFAULT_MOUTH_WIDTH_FRAC = 0.45
 
 
+MIN_EYE_DISTANCE_PX = 6.0  # below: ~8x upsampled mouth in the default crop, or points collapsed on one spot
+MAX_EYE_DISTANCE_FRAC = 0.9  # of the frame width
+MAX_IMPLAUSIBLE_FRAC = 0.5  # a clip fails when more of its frames with landmarks than this break a rule
+
+
 class NoFaceError(ValueError):
     """No frame of the clip has landmarks, so there is nothing to align the crop to."""
+
+
+class ImplausibleFaceError(ValueError):
+    """The landmarks are not an upright face of a plausible size (see :func:`check_face_plausible`)."""
 
 
 def _alignment_points(lm: np.ndarray) -> np.ndarray:
@@ -65,6 +85,42 @@ def _similarity_lstsq(src: np.ndarray, dst: np.ndarray) -> Tuple[float, np.ndarr
     rot = u @ np.diag(sign) @ vt
     var_s = (xs ** 2).sum() / len(src)
     return float((d * sign).sum() / var_s), rot
+
+
+def check_face_plausible(landmarks: np.ndarray, frame_width: Optional[int] = None) -> None:
+    """Raise :class:`ImplausibleFaceError` (one line: what is wrong, what to do) unless most frames of the clip
+    show an upright face of a plausible size.
+
+    landmarks: float (T, 5, 2) pixel (x, y), NaN rows where no face was found (they are not counted);
+    frame_width: pixels, for the upper bound on the eye distance (None: not checked)."""
+    lm = np.asarray(landmarks, dtype=np.float64)
+    lm = lm[np.isfinite(lm).all(axis=(1, 2))]
+    if len(lm) == 0:
+        return
+    pts = _alignment_points(lm)
+    upside_down = np.zeros(len(lm), dtype=bool)
+    for t in range(len(lm)):
+        _, rot = _similarity_lstsq(pts[t], _REFERENCE_POINTS)
+        upside_down[t] = rot[0, 0] < 0  # |rotation| > 90 degrees: after the fit the eyes are below the mouth
+    eye_dist = np.linalg.norm(lm[:, 1] - lm[:, 0], axis=1)
+    too_small = eye_dist < MIN_EYE_DISTANCE_PX
+    too_large = eye_dist > MAX_EYE_DISTANCE_FRAC * frame_width if frame_width else np.zeros(len(lm), dtype=bool)
+    n, limit = len(lm), MAX_IMPLAUSIBLE_FRAC * len(lm)
+    if upside_down.sum() > limit:
+        raise ImplausibleFaceError(
+            f"the eyes are below the mouth in {int(upside_down.sum())} of {n} frames: the video shows the face "
+            "upside down (in its pixels, or through rotation metadata); turn it upright (e.g. ffmpeg -vf "
+            "'transpose=2,transpose=2' -metadata:s:v rotate=0) or drop the utterance")
+    if too_small.sum() > limit:
+        raise ImplausibleFaceError(
+            f"the eyes are {np.median(eye_dist[too_small]):.1f} px apart in {int(too_small.sum())} of {n} frames "
+            f"(< {MIN_EYE_DISTANCE_PX:g} px): no face large enough to crop a mouth from; check the video or its "
+            "landmarks")
+    if too_large.sum() > limit:
+        raise ImplausibleFaceError(
+            f"the eyes are {np.median(eye_dist[too_large]):.0f} px apart in {int(too_large.sum())} of {n} frames, "
+            f"more than {MAX_EYE_DISTANCE_FRAC:g} of the {frame_width} px frame width: these are not face "
+            "landmarks of this video; check the landmarks file or the detector")
 
 
 def _roi_hw(roi_size: Union[int, Tuple[int, int]]) -> Tuple[int, int]:
@@ -121,6 +177,26 @@ def warp_rois(frames_grey: np.ndarray, transforms: np.ndarray, roi_size=DEFAULT_
     return out
 
 
+def clip_transforms(
+    landmarks: np.ndarray,
+    frame_width: Optional[int] = None,
+    roi_size: Union[int, Tuple[int, int]] = DEFAULT_ROI_SIZE,
+    mouth_width_frac: float = DEFAULT_MOUTH_WIDTH_FRAC,
+    smooth_window: int = 5,
+) -> np.ndarray:
+    """Frame->crop transforms (T, 2, 3) of a whole clip from its landmarks alone (no frames needed).
+
+    landmarks: float (T, 5, 2) pixel (x, y), NaN rows where no face was found (filled by linear interpolation,
+    then smoothed over ``smooth_window`` frames); frame_width: pixels, for :func:`check_face_plausible`.
+    Raises :class:`NoFaceError` if no frame has landmarks, :class:`ImplausibleFaceError` if they are no upright
+    face."""
+    filled = interpolate_missing(landmarks)
+    if filled is None:
+        raise NoFaceError("no face found in any frame")
+    check_face_plausible(landmarks, frame_width)
+    return estimate_transforms(smooth(filled, smooth_window), roi_size, mouth_width_frac)
+
+
 def crop_mouth_rois(
     frames_grey: np.ndarray,
     landmarks: np.ndarray,
@@ -134,15 +210,13 @@ def crop_mouth_rois(
     frames_grey: uint8 (T, H0, W0) at 25 fps; landmarks: float (T, 5, 2) pixel (x, y) on those frames, NaN
     rows where no face was found (filled by linear interpolation, then smoothed over ``smooth_window`` frames).
     Returns uint8 (T, H, W) with (H, W) = roi_size, and the (T, 2, 3) frame->crop transforms if asked.
-    Raises :class:`NoFaceError` if no frame has landmarks.
+    Raises :class:`NoFaceError` if no frame has landmarks, :class:`ImplausibleFaceError` if they are no upright
+    face (:func:`clip_transforms`). The whole clip in memory: stage 1 itself warps chunk by chunk.
     """
     if frames_grey.ndim != 3:
         raise ValueError(f"expected grey frames (T, H, W), got shape {frames_grey.shape}")
     if landmarks.shape[0] != frames_grey.shape[0]:
         raise ValueError(f"{landmarks.shape[0]} landmark frames for {frames_grey.shape[0]} video frames")
-    filled = interpolate_missing(landmarks)
-    if filled is None:
-        raise NoFaceError("no face found in any frame")
-    transforms = estimate_transforms(smooth(filled, smooth_window), roi_size, mouth_width_frac)
+    transforms = clip_transforms(landmarks, frames_grey.shape[2], roi_size, mouth_width_frac, smooth_window)
     rois = warp_rois(frames_grey, transforms, roi_size)
     return (rois, transforms) if return_transforms else rois

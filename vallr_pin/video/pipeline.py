@@ -10,7 +10,8 @@ model on a user's videos), so a packed model sees exactly the crop its training 
     -> uint8 (T, roi_size * roi_size)
 
 Failures raise :class:`UtteranceFailed` whose message starts with a reason code (``unreadable_video``,
-``no_face``, ``too_few_frames``, ``bad_landmarks``, ``empty_text``) followed by one line saying what to do.
+``truncated_video``, ``no_face``, ``implausible_face``, ``too_few_frames``, ``bad_landmarks``, ``empty_text``)
+followed by one line saying what to do.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import unicodedata
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class RoiConfig:
     detect_max_side: Optional[int] = None
     decode_max_side: Optional[int] = None
     decode_threads: int = 1
-    chunk_size: int = 64
+    chunk_size: int = 16
 
     # The fields that change the output (stage 1's done-marker fingerprint and a packed model's roi.yaml).
     OUTPUT_FIELDS = ("roi_size", "mouth_width_frac", "smooth_window", "fps", "detect_every", "detect_max_side",
@@ -68,9 +68,15 @@ class RoiConfig:
 
 
 def count_characters(text: str) -> int:
-    """Characters a CTC output needs one frame each for: everything except whitespace, punctuation, symbols
-    and control characters (stage 1 runs before text normalisation, so raw punctuation may still be there)."""
-    return sum(1 for c in text if unicodedata.category(c)[0] not in "ZPSC")
+    """Characters a CTC output needs one frame each for: those of the transcript as stage 2 will write it.
+
+    Stage 1 runs before stage 2 normalises the text, so it counts through the same normaliser
+    (:func:`vallr_pin.text.normalize.normalize_text`): "12345" is 一万二千三百四十五, 9 characters, not 5, and
+    Latin words and punctuation count nothing. Normalising is idempotent, so the count (and stage 1's done
+    markers) stay the same after stage 2 rewrote data/<set>/text in place."""
+    from vallr_pin.text.normalize import normalize_text
+
+    return len(normalize_text(text))
 
 
 def make_detector(cfg: RoiConfig):
@@ -113,19 +119,28 @@ def extract_utterance(
     :class:`~vallr_pin.video.landmarks.PrecomputedLandmarks`, holds ``utt``); num_chars: characters of the
     transcript (fewer frames fail as ``too_few_frames``; None: not checked). ``timing`` accumulates CPU seconds
     per part (decode, landmarks, crop); ``info``, if given, receives the source frame rate and frame counts.
+
+    Frames stream through in chunks of ``cfg.chunk_size``: decoded, turned grey and handed to the detector
+    chunk by chunk; the grey frames wait in a :class:`~vallr_pin.video.decode.FrameSpool` (memory, then a
+    temporary file) until the whole clip's landmarks give the transforms, then are cropped chunk by chunk. So
+    memory does not grow with the clip's length beyond the output (9 KB a frame at 96x96). With precomputed
+    landmarks the transforms are known first and nothing waits.
     """
-    from vallr_pin.video.decode import VideoClip, VideoReadError, rgb_to_grey
-    from vallr_pin.video.lip_roi import NoFaceError, crop_mouth_rois
+    from vallr_pin.video.decode import FrameSpool, TruncatedVideoError, VideoClip, VideoReadError, rgb_to_grey
+    from vallr_pin.video.lip_roi import ImplausibleFaceError, NoFaceError, clip_transforms, warp_rois
 
     timing = timing if timing is not None else {}
     if num_chars == 0:  # checked before decoding: nothing to learn from, whatever the video holds
-        raise UtteranceFailed("empty_text: the transcript has no characters to read (only spaces or punctuation); "
+        raise UtteranceFailed("empty_text: the transcript has no characters to read once normalised (only spaces, "
+                              "punctuation or Latin letters); "
                               "fix it in the data dir's text or let fix_data_dir.sh drop it")
     t0 = time.process_time()
     try:
         clip = VideoClip(
             video_path, target_fps=cfg.fps, num_threads=cfg.decode_threads, max_side=cfg.decode_max_side
         )
+    except TruncatedVideoError as e:
+        raise UtteranceFailed(f"truncated_video: {e.reason}")
     except VideoReadError as e:
         raise UtteranceFailed(f"unreadable_video: {e.reason}")
     if info is not None:
@@ -134,49 +149,71 @@ def extract_utterance(
         raise UtteranceFailed(
             f"too_few_frames: {clip.num_frames} frames < {num_chars} characters of text (CTC needs T >= L)"
         )
-    greys: List[np.ndarray] = []
-    decode_cpu = [time.process_time() - t0]  # opening the container counts as decoding
+    timing["decode"] = timing.get("decode", 0.0) + time.process_time() - t0  # opening counts as decoding
+    rois = np.empty((clip.num_frames, cfg.roi_size, cfg.roi_size), dtype=np.uint8)
 
-    def rgb_chunks():
+    def grey_chunks(on_rgb=None):
+        """The clip's grey frames (t, H, W) chunk by chunk, timing decoding; ``on_rgb`` sees each RGB chunk."""
         it = clip.iter_chunks(cfg.chunk_size)
         while True:
             t = time.process_time()
             try:
                 chunk = next(it)
             except StopIteration:
-                decode_cpu[0] += time.process_time() - t
+                timing["decode"] += time.process_time() - t
                 return
-            greys.append(rgb_to_grey(chunk))
-            decode_cpu[0] += time.process_time() - t
-            yield chunk
+            except VideoReadError as e:
+                raise UtteranceFailed(f"unreadable_video: {e.reason}")
+            grey = rgb_to_grey(chunk)
+            timing["decode"] += time.process_time() - t
+            yield grey, chunk
 
-    try:
-        if precomputed is not None:
-            try:
-                lm = precomputed.load(utt)
-            except ValueError as e:
-                raise UtteranceFailed(f"bad_landmarks: {e}")
-            for _ in rgb_chunks():
-                pass
-            lm = match_landmarks(lm, clip, utt) * np.asarray(clip.scale, dtype=np.float32)
-        else:
-            lm = detector.detect_stream(rgb_chunks())
-    except VideoReadError as e:
-        raise UtteranceFailed(f"unreadable_video: {e.reason}")
-    t1 = time.process_time()
-    timing["decode"] = timing.get("decode", 0.0) + decode_cpu[0]
-    timing["landmarks"] = timing.get("landmarks", 0.0) + (t1 - t0) - decode_cpu[0]
-    frames = np.concatenate(greys, axis=0)
-    try:
-        rois = crop_mouth_rois(
-            frames, lm, roi_size=cfg.roi_size, mouth_width_frac=cfg.mouth_width_frac, smooth_window=cfg.smooth_window
-        )
-    except NoFaceError:
-        raise UtteranceFailed(f"no_face: no face found in any of {frames.shape[0]} frames")
-    missing = int((~np.isfinite(lm).all(axis=(1, 2))).sum())
-    if missing:
-        logging.debug(f"{utt}: landmarks missing in {missing}/{len(lm)} frames, interpolated")
-    timing["crop"] = timing.get("crop", 0.0) + time.process_time() - t1
+    def transforms_of(lm, frame_width):
+        try:
+            return clip_transforms(lm, frame_width, cfg.roi_size, cfg.mouth_width_frac, cfg.smooth_window)
+        except NoFaceError:
+            raise UtteranceFailed(f"no_face: no face found in any of {clip.num_frames} frames")
+        except ImplausibleFaceError as e:
+            raise UtteranceFailed(f"implausible_face: {e}")
+
+    def crop(start, grey, transforms):
+        t = time.process_time()
+        rois[start:start + len(grey)] = warp_rois(grey, transforms[start:start + len(grey)], cfg.roi_size)
+        timing["crop"] = timing.get("crop", 0.0) + time.process_time() - t
+
+    if precomputed is not None:
+        try:
+            lm = precomputed.load(utt)
+        except ValueError as e:
+            raise UtteranceFailed(f"bad_landmarks: {e}")
+        lm = match_landmarks(lm, clip, utt) * np.asarray(clip.scale, dtype=np.float32)
+        transforms, start = None, 0
+        for grey, _ in grey_chunks():
+            if transforms is None:  # the first chunk tells the frame width the plausibility check needs
+                transforms = transforms_of(lm, grey.shape[2])
+            crop(start, grey, transforms)
+            start += len(grey)
+    else:
+        with FrameSpool() as spool:
+            def rgb_for_detector():
+                for grey, rgb in grey_chunks():
+                    spool.append(grey)
+                    yield rgb
+
+            t1 = time.process_time()
+            decode_before = timing["decode"]
+            lm = detector.detect_stream(rgb_for_detector())
+            timing["landmarks"] = timing.get("landmarks", 0.0) + (time.process_time() - t1) - (timing["decode"] - decode_before)
+            if spool.num_frames != clip.num_frames:
+                raise UtteranceFailed(f"unreadable_video: decoded {spool.num_frames} of {clip.num_frames} frames")
+            transforms = transforms_of(lm, spool.shape[1])
+            start = 0
+            for grey in spool.iter_chunks(cfg.chunk_size):
+                crop(start, grey, transforms)
+                start += len(grey)
+        missing = int((~np.isfinite(lm).all(axis=(1, 2))).sum())
+        if missing:
+            logging.debug(f"{utt}: landmarks missing in {missing}/{len(lm)} frames, interpolated")
     return rois.reshape(rois.shape[0], -1)
 
 

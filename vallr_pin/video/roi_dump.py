@@ -21,9 +21,16 @@ Why uint8 numpy payloads: a 96x96 grey frame is 9 KB instead of 36 KB as a float
 Crash safety: the ark and scp are written as feats.J.ark.tmp / feats.J.scp.tmp and become final (ark renamed,
 scp rewritten to point at the final ark, then renamed) only after the last utterance, followed by the other
 lists and finally the done marker. A killed job therefore leaves no scp line pointing into a partial ark. On a
-re-run a job whose done marker matches its inputs (the video.scp/landmarks/text lines of its utterances and
-every option that changes the output; video file contents are not hashed) is skipped; any other job is redone
-from scratch.
+re-run a job whose done marker matches its inputs is skipped; any other job is redone from scratch. The
+inputs are the video.scp/landmarks lines of its utterances, each transcript's character count, every option
+that changes the output, and the identity of every video and landmarks file: its size and modification time
+(ns), as make and rsync judge a file. So a video that failed and was re-copied (new mtime) is redone, and an
+unchanged job is skipped after one ``stat`` per file. A content hash would also catch a same-size rewrite
+that kept its mtime (``cp -p`` of a different file of the same size), but it reads every byte of every video
+on every re-run (hours on CNVSRC); after such a copy, ``touch`` the file.
+
+A set with no usable utterance fails: a job without ``--job-id`` (the whole set) and :func:`merge_jobs` raise
+:class:`NoUsableUtterance`, and no feats.scp is written (stage 2 would otherwise read an empty one).
 """
 
 from __future__ import annotations
@@ -42,6 +49,24 @@ from vallr_pin.datadir import atomic_open, read_kv, write_kv
 from vallr_pin.video.pipeline import RoiConfig, UtteranceFailed, count_characters, extract_utterance, make_detector
 
 OUTPUT_LISTS = ("utt2num_frames", "feats_shape", "failed")
+
+
+class NoUsableUtterance(ValueError):
+    """Every utterance of a set failed; the message names the set and its ``failed`` file."""
+
+    def __init__(self, out_dir: str, n_failed: int, failed_file: str):
+        super().__init__(
+            f"{out_dir}: all {n_failed} utterances of set '{os.path.basename(os.path.normpath(out_dir))}' failed, "
+            f"no feats.scp written; the reasons are in {failed_file}")
+
+
+def file_identity(path: str) -> str:
+    """``<size>:<mtime_ns>`` of ``path`` (``missing`` if it cannot be stat'ed): what the done marker compares."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def job_paths(out_dir: str, job_id: Optional[int]) -> Dict[str, str]:
@@ -70,7 +95,8 @@ def roi_settings(cfg: RoiConfig, precomputed_landmarks: bool) -> Dict:
 
 def fingerprint(cfg: RoiConfig, videos: Dict[str, str], landmarks: Optional[Dict[str, str]],
                 texts: Optional[Dict[str, str]]) -> str:
-    """What a finished job was made from: its input lines and every setting that changes the output."""
+    """What a finished job was made from: its input lines, the size and mtime of their files and every setting
+    that changes the output."""
     h = hashlib.sha256()
     settings = roi_settings(cfg, landmarks is not None)
     h.update(json.dumps(settings, sort_keys=True).encode())
@@ -78,7 +104,8 @@ def fingerprint(cfg: RoiConfig, videos: Dict[str, str], landmarks: Optional[Dict
         # The transcript counts only through its character count (the frames check): stage 2 normalises
         # data/<set>/text in place, and that must not make a re-run of stage 1 redo finished jobs.
         n_chars = count_characters(texts[utt]) if texts and utt in texts else ""
-        row = [utt, videos[utt], (landmarks or {}).get(utt, ""), str(n_chars)]
+        lm = (landmarks or {}).get(utt, "")
+        row = [utt, videos[utt], file_identity(videos[utt]), lm, file_identity(lm) if lm else "", str(n_chars)]
         h.update(("\t".join(row) + "\n").encode("utf-8"))
     return h.hexdigest()
 
@@ -195,16 +222,20 @@ def run_job(cfg: RoiConfig, video_scp: str, out_dir: str, job_id: Optional[int] 
         + (f"; {stats['frames'] / cpu:.1f} frames per CPU-second" if cpu > 0 and stats["frames"] else "")
     )
     if stats["ok"] == 0 and videos:
-        logging.error(f"job{job}: no utterance of {video_scp} could be processed; check {paths['failed']}")
+        if job_id is None:  # the whole set: nothing for stage 2 to read
+            os.unlink(paths["scp"])
+            raise NoUsableUtterance(out_dir, stats["failed"], paths["failed"])
+        logging.warning(f"job{job}: no utterance of {video_scp} could be processed; see {paths['failed']}")
     return stats
 
 
 def merge_jobs(out_dir: str, nj: int) -> Tuple[int, int]:
     """Concatenate jobs 1..nj of ``out_dir`` into feats.scp, utt2num_frames, feats_shape, failed (sorted,
-    atomic). Returns (utterances written, utterances failed). Raises if a job is missing or unfinished."""
+    atomic). Returns (utterances written, utterances failed). Raises ValueError if a job is missing or
+    unfinished, :class:`NoUsableUtterance` if every utterance failed."""
     missing = [j for j in range(1, nj + 1) if not os.path.exists(job_paths(out_dir, j)["done"])]
     if missing:
-        raise RuntimeError(
+        raise ValueError(
             f"{out_dir}: jobs {missing} have not finished (no feats.J.done); re-run stage 1 for them before merging"
         )
     merged: Dict[str, Dict[str, str]] = {"scp": {}, **{name: {} for name in OUTPUT_LISTS}}
@@ -213,14 +244,14 @@ def merge_jobs(out_dir: str, nj: int) -> Tuple[int, int]:
         for key, table in merged.items():
             for utt, value in read_kv(paths[key]).items():
                 if utt in table:
-                    raise RuntimeError(f"{paths[key]}: utterance '{utt}' also appears in another job; re-split the data")
+                    raise ValueError(f"{paths[key]}: utterance '{utt}' also appears in another job; re-split the data")
                 table[utt] = value
     confs = {}
     for j in range(1, nj + 1):
         with contextlib.suppress(FileNotFoundError):
             confs[j] = Path(job_paths(out_dir, j)["roi_conf"]).read_text(encoding="utf-8")
     if len(set(confs.values())) > 1:
-        raise RuntimeError(f"{out_dir}: jobs were run with different crop settings ({job_paths(out_dir, 1)['roi_conf']} "
+        raise ValueError(f"{out_dir}: jobs were run with different crop settings ({job_paths(out_dir, 1)['roi_conf']} "
                            "and others differ); re-run stage 1 with one set of options")
     if confs:
         with atomic_open(os.path.join(out_dir, "roi_conf.json")) as f:
@@ -228,5 +259,9 @@ def merge_jobs(out_dir: str, nj: int) -> Tuple[int, int]:
     write_kv(os.path.join(out_dir, "utt2num_frames"), merged["utt2num_frames"])
     write_kv(os.path.join(out_dir, "feats_shape"), merged["feats_shape"])
     write_kv(os.path.join(out_dir, "failed"), merged["failed"])
+    if not merged["scp"] and merged["failed"]:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(out_dir, "feats.scp"))  # one from an earlier run would be stale
+        raise NoUsableUtterance(out_dir, len(merged["failed"]), os.path.join(out_dir, "failed"))
     write_kv(os.path.join(out_dir, "feats.scp"), merged["scp"])  # last: its presence means the merge finished
     return len(merged["scp"]), len(merged["failed"])
