@@ -8,9 +8,12 @@ without touching earlier ones, not how well the model reads lips (that is `make 
 
 import collections
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
-from mini_recipe import run_recipe, snapshot
+from mini_recipe import ROOT, run_recipe, snapshot
 
 from vallr_pin.bin.tune_fusion import load_guard
 from vallr_pin.datadir import read_kv
