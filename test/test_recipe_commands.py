@@ -23,13 +23,16 @@ export decode_cmd="{rec}/cmd_rec decode_cmd" cuda_cmd="{rec}/cmd_rec cuda_cmd" t
 # A job launcher that records how it was called, then runs the job as run.pl does.
 CMD_REC = """\
 #!/usr/bin/env bash
-{{ printf '%s' "$1"; shift; printf ' %q' "$@"; echo; }} >> "{rec}/calls"
+name=$1; shift
+line=$(printf '%s' "$name"; printf ' %q' "$@")  # one write per call: parallel jobs append to one file
+echo "$line" >> "{rec}/calls"
 exec "{utils}/run.pl" "$@"
 """
 # A python that records its arguments; `-c` (vsr.sh's CUDA probe) says yes under FAKE_CUDA=1, else runs for real.
 PY_REC = """\
 #!/usr/bin/env bash
-{{ printf 'python'; printf ' %q' "$@"; echo; }} >> "{rec}/calls"
+line=$(printf 'python'; printf ' %q' "$@")
+echo "$line" >> "{rec}/calls"
 if [ "$1" = -c ]; then
   [ "${{FAKE_CUDA:-0}}" = 1 ] && exit 0
   exec "{python}" "$@"
@@ -89,7 +92,8 @@ def run_vsr(recipe: Path, *args: str, env=None) -> subprocess.CompletedProcess:
 
 def calls(recipe: Path):
     path = recipe.parents[2] / "rec" / "calls"
-    return [shlex.split(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    # parallel jobs append to one file; a line may come out empty when two writes interleave
+    return [shlex.split(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def module_calls(recipe: Path, module: str):
