@@ -249,7 +249,7 @@ class FrameSpool:
     to an anonymous temporary file (``tempfile.SpooledTemporaryFile`` in $TMPDIR, unlinked at once, so a killed
     job leaves nothing behind), which keeps the memory of a long clip flat in its length (page cache is not
     the process's memory). ``max_bytes`` None: :data:`SPOOL_MEMORY_BYTES` (16 MB: 2.2 s of 640x480 grey at
-    25 fps; with 64 MB a 60 s clip peaked 25% above a 2 s one, 297 against 236 MB, with 16 MB 5%,
+    25 fps; with 64 MB a 60 s clip peaked 25% above a 2 s one, 297 against 236 MB, with 16 MB 3%, 243 MB,
     bench_lip_roi_memory.py); 0 would mean no limit, as in ``SpooledTemporaryFile``, so the
     smallest is 1). Use as a context manager, or call :meth:`close`.
     """
