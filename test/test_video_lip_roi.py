@@ -150,3 +150,133 @@ def test_unreadable_videos_raise_with_path(tmp_path):
         assert name in str(e.value) and e.value.reason
     with pytest.raises(VideoReadError, match="not found"):
         read_video(tmp_path / "missing.mp4")
+
+
+def _decord_frames(path):
+    import decord
+
+    vr = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+    return np.stack([vr.next().asnumpy() for _ in range(len(vr))])
+
+
+def test_frames_equal_decords_to_the_byte(tmp_path):
+    """Stage 1's frames come from OpenCV's FFmpeg backend now (decord decodes ahead into unbounded memory); they
+    must be decord's pixels exactly, so features cut before and after the change are the same, in every
+    container/codec this OpenCV can write (mp4v, MJPEG, VP8, FFV1, raw I420) and under rotation metadata."""
+    import cv2
+
+    from video_testdata import set_mp4_rotation
+    from vallr_pin.video.decode import VideoClip
+
+    clips = []
+    src = tmp_path / "src.mp4"
+    write_astronaut_video(src, num_frames=12, size=96, width=128)
+    bgr = [cv2.cvtColor(f, cv2.COLOR_RGB2BGR) for f in _decord_frames(src)]
+    for fourcc, ext in (("MJPG", "avi"), ("VP80", "webm"), ("FFV1", "mkv"), ("I420", "avi")):
+        path = tmp_path / f"c_{fourcc}.{ext}"
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 25.0, (128, 96))
+        if writer.isOpened():
+            for f in bgr:
+                writer.write(f)
+            writer.release()
+            clips.append(path)
+    assert len(clips) >= 3, clips  # the pinned opencv-contrib-python writes all four
+    clips.append(src)
+    for degrees in (90, 180):
+        path = tmp_path / f"rot{degrees}.mp4"
+        write_astronaut_video(path, num_frames=6, size=96, width=128)
+        set_mp4_rotation(str(path), degrees)
+        clips.append(path)
+    for path in clips:
+        ours = np.concatenate(list(VideoClip(path).iter_chunks(5)))
+        ref = _decord_frames(path)
+        assert ours.shape == ref.shape and np.array_equal(ours, ref), path.name
+
+
+class _CountingCapture:
+    """cv2.VideoCapture that counts the frames decoded (read) so far, over all instances."""
+
+    reads = 0
+    real = None  # the real cv2.VideoCapture
+
+    def __init__(self, *args):
+        self._cap = _CountingCapture.real(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._cap, name)
+
+    def read(self):
+        ok, frame = self._cap.read()
+        _CountingCapture.reads += int(ok)
+        return ok, frame
+
+
+@pytest.fixture
+def counting_capture(monkeypatch):
+    import cv2
+
+    monkeypatch.setattr(_CountingCapture, "real", cv2.VideoCapture)
+    monkeypatch.setattr(_CountingCapture, "reads", 0)
+    monkeypatch.setattr(cv2, "VideoCapture", _CountingCapture)
+    return _CountingCapture
+
+
+def test_frames_are_decoded_only_when_their_chunk_is_asked_for(tmp_path, counting_capture):
+    """What bounds stage 1's memory: no frame is decoded before the chunk that needs it is asked for, so a slow
+    consumer holds one chunk whatever the clip's length (decord's reader had decoded up to the whole clip ahead,
+    into its own memory, while the detector worked on the first chunk)."""
+    from vallr_pin.video.decode import VideoClip
+
+    path = tmp_path / "clip30.mp4"
+    write_astronaut_video(path, num_frames=60, fps=30.0, size=64)
+    clip = VideoClip(path)
+    assert counting_capture.reads == 0  # opening decodes nothing
+    chunks = clip.iter_chunks(8)
+    for n, chunk in enumerate(chunks):
+        last_source = clip.indices[min(8 * (n + 1), clip.num_frames) - 1]
+        assert counting_capture.reads == last_source + 1, (n, counting_capture.reads)
+    assert counting_capture.reads == 60
+
+
+def test_stage_1_holds_a_bounded_number_of_frames(tmp_path, counting_capture, monkeypatch):
+    """Through the whole per-utterance step: the detector gets the clip chunk by chunk while it is being
+    decoded (never more than one chunk decoded ahead of it), and the grey frames that wait for the crop leave
+    memory for the spool's temporary file once past its limit."""
+    from vallr_pin.video import decode
+    from vallr_pin.video.landmarks import LandmarkDetector
+    from vallr_pin.video.pipeline import RoiConfig, extract_utterance
+
+    face = np.array([[20, 24], [44, 24], [32, 36], [24, 48], [40, 48]], dtype=np.float32)
+
+    class Recording(LandmarkDetector):
+        def __init__(self):
+            self.ahead = []  # per chunk: frames decoded but not yet handed over, once this chunk arrived
+
+        def detect(self, frames_rgb):
+            return self.detect_stream([frames_rgb])
+
+        def detect_stream(self, chunks):
+            n = 0
+            for chunk in chunks:
+                n += len(chunk)
+                self.ahead.append(counting_capture.reads - n)
+                assert len(chunk) <= 8
+            return np.repeat(face[None], n, axis=0)
+
+    rolled = []
+    real_spool = decode.FrameSpool
+
+    class WatchedSpool(real_spool):
+        def close(self):
+            rolled.append(self._file._rolled)  # SpooledTemporaryFile: True once it went to a real file
+            super().close()
+
+    monkeypatch.setattr(decode, "FrameSpool", WatchedSpool)
+    monkeypatch.setattr(decode, "SPOOL_MEMORY_BYTES", 64 * 64 * 20)  # 20 grey frames of 64x64
+    path = tmp_path / "clip.mp4"
+    write_astronaut_video(path, num_frames=100, size=64)
+    det = Recording()
+    rois = extract_utterance("u", str(path), RoiConfig(chunk_size=8), det)
+    assert rois.shape == (100, 96 * 96)
+    assert len(det.ahead) == 13 and max(det.ahead) == 0, det.ahead
+    assert rolled == [True]

@@ -217,7 +217,9 @@ def pack_model_dir(out: PathLike, exp: PathLike, model_file: Optional[PathLike] 
     if not model_file.is_file():
         raise ModelDirError(f"checkpoint {model_file} does not exist; give --model-file (e.g. exp/vsr_dual/"
                             "valid.acc_char.ave.pth or ckpt_keep/20epoch.pth)")
-    train_config = yaml.safe_load(train_config_path.read_text(encoding="utf-8"))
+    from vallr_pin.cli import load_yaml
+
+    train_config = load_yaml(train_config_path, "training config", hint="--exp must be a trained exp/vsr_<tag>")
     if decode is None:
         decode = find_decode_options(exp, model_file)
         if decode is None:

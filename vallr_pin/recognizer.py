@@ -3,8 +3,8 @@
 The three steps are the recipe's own code, with the settings the model directory recorded
 (:mod:`vallr_pin.packing`):
 
-1. ROI (stage 1): :func:`vallr_pin.video.pipeline.extract_utterance` -- decord decoding (any container and
-   resolution; rotation metadata applied by decord's ffmpeg), nearest-frame resampling to the model's frame
+1. ROI (stage 1): :func:`vallr_pin.video.pipeline.extract_utterance` -- ffmpeg decoding (any container and
+   resolution; rotation metadata applied; :mod:`vallr_pin.video.decode`), nearest-frame resampling to the model's frame
    rate (25 fps), landmarks (the model's detector, or precomputed ones), the aligned grey mouth crop. Videos that
    already are mouth crops (``roi_input=True``) are centre-cropped to a square and resized to the ROI size.
 2. VSR (stage 5): the training config's evaluation preprocessor (centre crop, normalisation) and

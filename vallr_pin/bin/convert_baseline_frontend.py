@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+from vallr_pin.cli import add_log_level, load_yaml, user_errors
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -30,39 +29,41 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-config", type=Path, required=True,
                    help="stage 4's training config (its frontend / frontend_conf build the target frontend)")
     p.add_argument("--out", type=Path, required=True, help="the --init_param file to write (keys frontend.*)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(p)
     return p
 
 
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
-    try:
+    with user_errors(args.log_level):
         import torch
-        import yaml
 
         from vallr_pin.datadir import atomic_open
         from vallr_pin.nets.frontend import Conv3dResNetFrontend
         from vallr_pin.nets.frontend_init import FrontendInitError, convert_baseline_frontend
 
-        conf = yaml.safe_load(args.train_config.read_text(encoding="utf-8")) or {}
+        conf = load_yaml(args.train_config, "training config", hint="give stage 4's conf/train_*.yaml")
         if conf.get("frontend", "conv3d_resnet") != "conv3d_resnet":
             raise FrontendInitError(f"{args.train_config}: frontend is '{conf['frontend']}', not conv3d_resnet")
-        frontend = Conv3dResNetFrontend(**(conf.get("frontend_conf") or {}))
+        try:
+            frontend = Conv3dResNetFrontend(**(conf.get("frontend_conf") or {}))
+        except TypeError as e:  # an option the frontend does not have
+            raise FrontendInitError(f"{args.train_config}: frontend_conf does not fit conv3d_resnet ({e})") from None
         if not args.src.is_file():
             raise FileNotFoundError(f"{args.src}: no such checkpoint")
-        ckpt = torch.load(args.src, map_location="cpu", weights_only=False)
+        try:
+            ckpt = torch.load(args.src, map_location="cpu", weights_only=False)
+        except Exception as e:  # pickle, zip or torch errors: whatever it is, it is not a checkpoint torch reads
+            raise FrontendInitError(f"{args.src}: not a PyTorch checkpoint ({type(e).__name__}: {e}); give the "
+                                    "baseline's .pth (or its Lightning .ckpt)") from None
+        if not isinstance(ckpt, dict):
+            raise FrontendInitError(f"{args.src}: holds a {type(ckpt).__name__}, not a checkpoint's dict of tensors")
         try:
             state, left = convert_baseline_frontend(ckpt, frontend)
         except FrontendInitError as e:
             raise FrontendInitError(f"{args.src} -> {args.train_config}: {e}") from None
         with atomic_open(args.out, "wb") as f:
             torch.save(state, f)
-    except (FrontendInitError, FileNotFoundError, TypeError) as e:
-        if args.log_level == "DEBUG":
-            raise
-        logging.error("%s", e)
-        sys.exit(1)
     logging.info("wrote %s: %d frontend tensors; left at their initialisation: %s; train with "
                  "--init_param %s", args.out, len(state), ", ".join(left) or "none", args.out)
 

@@ -69,9 +69,10 @@ def get_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="let ffmpeg downscale frames whose longer side exceeds this while decoding (e.g. 640 for 1080p "
-        "corpora: ~2.5x faster decoding; the mouth must stay wider than roi-size*mouth-width-frac pixels)",
+        "corpora: ~2.5x faster decoding; the mouth must stay wider than roi-size*mouth-width-frac pixels). "
+        "Scaled frames come from decord, which decodes ahead: memory then grows with the clip's length",
     )
-    p.add_argument("--decode-threads", type=int, default=1, help="decord decoder threads per job")
+    p.add_argument("--decode-threads", type=int, default=1, help="decoder threads per job (0: one per core)")
     p.add_argument("--chunk-size", type=int, default=16, help="frames decoded, detected and cropped at a time (bounds memory: 16 frames of 640x480 RGB are 15 MB)")
     p.add_argument("--merge", action="store_true", help="merge jobs 1..--nj of --out-dir into feats.scp etc.")
     p.add_argument("--nj", type=int, default=None, help="number of jobs to merge (with --merge)")

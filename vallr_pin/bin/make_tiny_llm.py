@@ -29,12 +29,12 @@ import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from vallr_pin.datadir import atomic_open
+from vallr_pin.cli import add_log_level, user_errors
+from vallr_pin.datadir import atomic_open, iter_kv
 from vallr_pin.llm.prompt import template_words
 from vallr_pin.text.normalize import normalize_text
 from vallr_pin.text.pinyin import pinyin_string, syllable_inventory
 
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 HANZI_RE = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 
 # Qwen's special tokens; <|im_end|> ends a turn (eos for chat), <|endoftext|> pads.
@@ -56,20 +56,19 @@ def read_sentences(paths: Sequence[str]) -> List[str]:
     A line is taken as Kaldi when it has two or more fields and its first field holds no Hanzi (an utt id)."""
     out = []
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                parts = line.split(maxsplit=1)
-                if not parts:
-                    continue
-                if len(parts) == 2 and not HANZI_RE.search(parts[0]):
-                    sent = parts[1]
-                else:
-                    sent = line
-                sent = normalize_text(sent)
-                if sent:
-                    out.append(sent)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: --text file not found; give text files (Kaldi text or one sentence "
+                                    "a line) that hold no dev/test sentence")
+        # iter_kv: one (first word, rest) per non-empty line; a line that is not UTF-8 is an error naming the
+        # file, the line and the iconv command
+        for first, rest in iter_kv(path):
+            sent = rest if rest and not HANZI_RE.search(first) else f"{first} {rest}"
+            sent = normalize_text(sent)
+            if sent:
+                out.append(sent)
     if not out:
-        raise ValueError(f"no sentences found in {list(paths)}; pass training transcripts with --text")
+        raise ValueError(f"no Chinese sentences found in {', '.join(map(str, paths))}; pass text in Hanzi (e.g. "
+                         "the corpus's lm_text.txt or training transcripts) with --text")
     return out
 
 
@@ -253,20 +252,21 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, default=5.0, help="stop pre-training after this many minutes")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
+    add_log_level(p)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    if args.threads:
-        import torch
+    with user_errors(args.log_level):
+        if args.threads:
+            import torch
 
-        torch.set_num_threads(args.threads)
-    make_tiny_llm(args.text, args.out, vocab_size=args.vocab_size, hidden=args.hidden, layers=args.layers,
-                  heads=args.heads, kv_heads=args.kv_heads, max_pos=args.max_positions, steps=args.steps,
-                  batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
-                  max_phrases=args.max_phrases, max_minutes=args.max_minutes, seed=args.seed)
+            torch.set_num_threads(args.threads)
+        make_tiny_llm(args.text, args.out, vocab_size=args.vocab_size, hidden=args.hidden, layers=args.layers,
+                      heads=args.heads, kv_heads=args.kv_heads, max_pos=args.max_positions, steps=args.steps,
+                      batch_size=args.batch_size, block_size=args.block_size, lr=args.lr,
+                      max_phrases=args.max_phrases, max_minutes=args.max_minutes, seed=args.seed)
 
 
 if __name__ == "__main__":

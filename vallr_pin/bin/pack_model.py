@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from typing import Optional, Sequence
 
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+from vallr_pin.cli import add_log_level, load_yaml, user_errors
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -47,29 +46,38 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--archive", default=None,
                    help="also write this .zip/.tar.gz of the directory (ESPnet's pack); recognize --model "
                         "accepts it")
-    p.add_argument("--log-level", default="INFO", help="DEBUG shows tracebacks")
+    add_log_level(p)
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
-    import yaml
+    with user_errors(args.log_level):
+        from vallr_pin.packing import pack_model_dir
 
-    from vallr_pin.packing import ModelDirError, pack_model_dir
-
-    try:
         decode = None
         if args.decode_config:
-            decode = yaml.safe_load(open(args.decode_config, encoding="utf-8"))
-        roi = json.load(open(args.roi_conf, encoding="utf-8")) if args.roi_conf else None
+            decode = load_yaml(args.decode_config, "decoding config",
+                               hint="give vsr_inference options as in conf/decode_vsr.yaml")
+        roi = _load_roi_conf(args.roi_conf) if args.roi_conf else None
         out = pack_model_dir(args.out, args.exp, args.model_file, decode, roi, args.llm_exp, args.llm_model,
                              args.refine_dir, args.results, args.archive)
-    except (ModelDirError, OSError, ValueError) as e:
-        if args.log_level.upper() == "DEBUG":
-            raise
-        sys.exit(f"pack_model: {e}")
     logging.info(f"packed {args.exp} into {out}" + (f" and {args.archive}" if args.archive else ""))
+
+
+def _load_roi_conf(path: str) -> dict:
+    """Stage 1's roi_conf.json, a user error naming the file when it is missing or not such a JSON object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            roi = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: --roi-conf not found; stage 1 writes it as dump/roi/<train set>/"
+                                "roi_conf.json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: --roi-conf is not JSON ({e}); give stage 1's roi_conf.json") from None
+    if not isinstance(roi, dict):
+        raise ValueError(f"{path}: --roi-conf must be a JSON object (stage 1's roi_conf.json)")
+    return roi
 
 
 if __name__ == "__main__":

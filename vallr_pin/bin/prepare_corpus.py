@@ -15,19 +15,15 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from vallr_pin.cli import USER_ERRORS, add_log_level, user_errors
 from vallr_pin.corpora import CorpusError, write_utterances
 from vallr_pin.corpora import cmlr as cmlr_mod
 from vallr_pin.corpora import cnvsrc as cnvsrc_mod
 from vallr_pin.corpora import mini_cnvsrc as mini_mod
-
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
-
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -39,8 +35,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-missing", action="store_true",
                    help="skip training/dev utterances whose video or transcript file is missing (with a warning "
                         "naming them) instead of stopping with an error; never test utterances (scored in full)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                   help="logging verbosity")
+    add_log_level(p)
 
     g = p.add_argument_group("cnvsrc (CNVSRC fixed track: CN-CVS, CN-CVS2-P1, CN-CVS3, CNVSRC.Dev/Eval)")
     g.add_argument("--train-set-composition", default="S3", choices=sorted(cnvsrc_mod.COMPOSITIONS),
@@ -137,12 +132,8 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
-    try:
+    with user_errors(args.log_level, catch=USER_ERRORS + (CorpusError,)):
         run(args)
-    except CorpusError as e:
-        logging.error("%s", e)
-        sys.exit(1)
 
 
 if __name__ == "__main__":

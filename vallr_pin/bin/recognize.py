@@ -5,7 +5,7 @@
     python -m vallr_pin.bin.recognize --model packed/vsr_dual --video-scp data/test/video.scp \\
         --output out.jsonl --text-out hyp.txt
 
-Every video goes through stage 1's crop (any container and resolution decord reads, rotation metadata applied,
+Every video goes through stage 1's crop (any container and resolution ffmpeg reads, rotation metadata applied,
 any frame rate resampled to the model's 25 fps: the JSON line's ``note`` says so), stage 5's decoding and, when
 the model has an LLM adapter and the base LLM is found, stage 9's refinement (batched). One JSON line per
 video, in input order, to stdout or ``--output``: utt, video, text (final), pinyin, nbest [{text, score}],

@@ -67,9 +67,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open
-
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 SPLITS = ("train", "dev", "test")
 HSK_ATTRIBUTION = (
     "Sentences: hsk-sentences-audio 1.0.0 (PyPI), 4,354 HSK 3.0 graded Chinese sentences by the "
@@ -130,6 +129,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="corpus seed: speakers, splits, timing, noise (default: 0)")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes (default: 1)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar (e.g. in CI logs)")
+    add_log_level(p)
     return p
 
 
@@ -139,7 +139,7 @@ def load_hsk_sentences(max_level: Optional[int] = None) -> List[str]:
     try:
         import hsk_sentences_audio
     except ImportError as e:
-        raise SystemExit("--sentences-from hsk needs the PyPI package hsk-sentences-audio "
+        raise ValueError("--sentences-from hsk needs the PyPI package hsk-sentences-audio "
                          "(pip install hsk-sentences-audio==1.0.0), or use --sentences-file") from e
     return [r["chinese"] for r in hsk_sentences_audio.load_sentences()
             if max_level is None or int(r["hsk_level"]) <= max_level]
@@ -157,8 +157,11 @@ def load_sentence_file(path: Path) -> List[str]:
     try:
         with open(path, encoding="utf-8") as f:
             return [line.strip() for line in f if line.strip()]
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: --sentences-file not found; give a UTF-8 file with one sentence a "
+                                "line, or --sentences-from hsk") from None
     except UnicodeDecodeError as e:
-        raise SystemExit(f"{path}: not UTF-8 ({e}); convert it with iconv -f GBK -t UTF-8") from e
+        raise ValueError(f"{path}: not UTF-8 ({e}); convert it with iconv -f GBK -t UTF-8") from None
 
 
 def filter_sentences(sentences: Sequence[str], min_chars: int, max_chars: int) -> Tuple[List[str], Dict[str, int]]:
@@ -227,14 +230,14 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
         pools["train"] = [mixed[i] for i in rng.permutation(len(mixed))]
     for split in SPLITS:
         if n_utts[split] > 0 and not pools.get(split):
-            raise SystemExit(f"not enough sentences ({n}) for disjoint train/dev/test pools; give more sentences "
+            raise ValueError(f"not enough sentences ({n}) for disjoint train/dev/test pools; give more sentences "
                              "or relax --min-chars/--max-chars")
     jobs: List[Job] = []
     spk_index = 0
     for split in SPLITS:
         ns, nu = n_spk[split], n_utts[split]
         if nu > 0 and ns <= 0:
-            raise SystemExit(f"{nu} {split} utterances requested but --num-{split}-speakers is {ns}")
+            raise ValueError(f"{nu} {split} utterances requested but --num-{split}-speakers is {ns}")
         pool = pools.get(split, [])
         cursor = 0
         for j in range(ns):
@@ -356,12 +359,17 @@ def write_lm_text(args: argparse.Namespace, raw: Sequence[str], jobs: Sequence[J
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    with user_errors(args.log_level):
+        render(args)
+
+
+def render(args: argparse.Namespace) -> None:
+    """Everything :func:`main` does once the arguments are parsed."""
     if args.sentences_from is None:
         args.sentences_from = "file" if args.sentences_file is not None else "hsk"
     if args.sentences_from == "file":
         if args.sentences_file is None:
-            raise SystemExit("--sentences-from file needs --sentences-file")
+            raise ValueError("--sentences-from file needs --sentences-file")
         raw = load_sentence_file(args.sentences_file)
         attribution = f"Sentences: {args.sentences_file} (user-provided)."
     else:
@@ -370,6 +378,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(HSK_ATTRIBUTION, flush=True)
     sentences, dropped = filter_sentences(raw, args.min_chars, args.max_chars)
     logging.info("%d sentences read, %d kept (dropped: %s)", len(raw), len(sentences), dropped)
+    if not sentences:
+        source = args.sentences_file if args.sentences_from == "file" else "hsk-sentences-audio"
+        raise ValueError(f"{source}: none of its {len(raw)} sentences can be rendered (dropped: {dropped}); give "
+                         f"Mandarin sentences in Hanzi with {args.min_chars} to {args.max_chars} characters")
     n_spk = {"train": args.num_train_speakers, "dev": args.num_dev_speakers, "test": args.num_test_speakers}
     n_utts = {s: (getattr(args, f"num_{s}_utts") if getattr(args, f"num_{s}_utts") is not None
                   else n_spk[s] * args.utts_per_speaker) for s in SPLITS}

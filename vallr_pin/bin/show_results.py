@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
+from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.scoring.bootstrap import DEFAULT_RESAMPLES
 from vallr_pin.scoring.results_table import Ordering, System, load_mapping, render_section, write_results
-
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -83,16 +81,19 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--overwrite", action="store_true",
                         help="Write RESULTS.md afresh instead of replacing only the generated section.")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="Logging level.")
+    add_log_level(parser)
     return parser
 
 
 def main(argv=None) -> None:
     args = get_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
-    try:
+    with user_errors(args.log_level):
         cfg = load_mapping(args.config) if args.config else {}
-        systems = [System(str(s["label"]), str(s["path"])) for s in cfg.get("systems", [])]
+        systems = []
+        for entry in cfg.get("systems", []):
+            if not isinstance(entry, dict) or "label" not in entry or "path" not in entry:
+                raise ValueError(f"{args.config}: every entry of 'systems' needs 'label' and 'path', got {entry!r}")
+            systems.append(System(str(entry["label"]), str(entry["path"])))
         systems += [System.parse(s) for s in args.system]
         paper_ref = args.paper_ref if args.paper_ref is not None else cfg.get("paper_ref")
         if isinstance(paper_ref, str):
@@ -118,9 +119,6 @@ def main(argv=None) -> None:
             set_notes=set_notes,
         )
         write_results(args.out, section, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        logging.error("%s", e)
-        sys.exit(1)
     logging.info("wrote the results section of %s (%d systems)", args.out, len(systems))
     print(section, end="")
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
+from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import read_kv, speaker_stratified_subset, utt2spk_to_spk2utt, write_kv
 
 LISTS = ("feats.scp", "text", "text_pinyin", "utt2spk", "utt2num_frames", "feats_shape", "video.scp",
@@ -49,10 +49,9 @@ def main(argv=None) -> None:
     p.add_argument("--src", type=Path, required=True, help="data or dump directory with utt2spk")
     p.add_argument("--dst", type=Path, required=True, help="output directory (its lists are replaced)")
     p.add_argument("--size", type=size_arg, required=True, help="utterances to keep: a count or a fraction")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    add_log_level(p)
     args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
-    try:
+    with user_errors(args.log_level):
         if not (args.src / "utt2spk").is_file():
             raise ValueError(f"{args.src}/utt2spk: missing; --src must be a Kaldi data or dump directory")
         utt2spk = read_kv(args.src / "utt2spk")
@@ -64,11 +63,6 @@ def main(argv=None) -> None:
             if (args.src / name).is_file():
                 _write_if_changed(args.dst / name, {k: v for k, v in read_kv(args.src / name).items() if k in keep})
         _write_if_changed(args.dst / "spk2utt", utt2spk_to_spk2utt({u: utt2spk[u] for u in keep}))
-    except ValueError as e:
-        if args.log_level == "DEBUG":
-            raise
-        logging.error("%s", e)
-        sys.exit(1)
     logging.info("wrote %s: %d of %d utterances, %d speakers", args.dst, len(keep), len(utt2spk),
                  len({utt2spk[u] for u in keep}))
 

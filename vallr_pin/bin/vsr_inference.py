@@ -28,9 +28,8 @@ import logging
 import sys
 from typing import Optional, Sequence
 
-from vallr_pin.decoding.jobs import DecodeListError, check_job_args, decode_job, merge_jobs, read_decode_list, without_option
-
-LOG_FORMAT = "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"
+from vallr_pin.cli import LOG_LEVELS, load_yaml, user_errors
+from vallr_pin.decoding.jobs import check_job_args, decode_job, merge_jobs, read_decode_list, without_option
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -41,7 +40,8 @@ def get_parser() -> argparse.ArgumentParser:
         description="Character N-best + pinyin decoding of the dual-decoder VSR model (one job), or --merge.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--log_level", default="INFO", help="Python logging level")
+    parser.add_argument("--log_level", "--log-level", default="INFO", choices=LOG_LEVELS,
+                        help="Python logging level; DEBUG also prints the traceback of an error")
     parser.add_argument("--output_dir", default=None,
                         help="Job output directory, or the set's decode directory with --merge")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JOB_DIR",
@@ -89,25 +89,30 @@ def get_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = get_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
-    if args.merge:
-        if args.output_dir is None:
-            sys.exit("vsr_inference: --merge needs --output_dir (the set's decode directory)")
-        merge_jobs(args.merge, args.output_dir)
-        return
-    try:
+    # The log level and --config first, by themselves: ESPnet's parser reads --config with a traceback for a
+    # file that is not YAML and a usage screen for a missing one.
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--log_level", "--log-level", default="INFO", choices=LOG_LEVELS)
+    pre.add_argument("--config", default=None)
+    early = pre.parse_known_args(argv)[0]
+    with user_errors(early.log_level):
+        if early.config:
+            load_yaml(early.config, "decoding config", hint="give vsr_inference options as in conf/decode_vsr.yaml")
+        args = parser.parse_args(argv)
+        if args.merge:
+            if args.output_dir is None:
+                parser.error("--merge needs --output_dir (the set's decode directory)")
+            merge_jobs(args.merge, args.output_dir)
+            return
         if args.decode_list:
             jobs = read_decode_list(args.decode_list, parser, without_option(argv, "--decode_list"))
         else:
             check_job_args(args)
             jobs = [args]
-    except DecodeListError as e:
-        sys.exit(f"vsr_inference: {e}")
-    for i, job in enumerate(jobs, 1):
-        if args.decode_list:
-            logging.info(f"decode list {args.decode_list}: job {i}/{len(jobs)} -> {job.output_dir}")
-        decode_job(job)
+        for i, job in enumerate(jobs, 1):
+            if args.decode_list:
+                logging.info(f"decode list {args.decode_list}: job {i}/{len(jobs)} -> {job.output_dir}")
+            decode_job(job)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,23 @@ def make_utt_id(spk: str, original_id: str) -> str:
     return utt
 
 
+def read_list_lines(path: PathLike) -> List[str]:
+    """The lines (no line ends) of a corpus list file (a split list, a baseline csv, an id list, char_units.txt),
+    UTF-8 with a byte-order mark dropped. Raises :class:`CorpusError` naming the file when it is missing, and the
+    file and line when it is not UTF-8 (lists from Windows tools are often GBK)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CorpusError(f"{path}: list file missing; check the path") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        lineno = raw[:e.start].count(b"\n") + 1
+        raise CorpusError(f"{path}: line {lineno} is not UTF-8; convert the list with `iconv -f GB18030 -t UTF-8`")
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # the newlines open() would split at
+
+
 def read_transcript(path: PathLike) -> str:
     """First non-empty line of a transcript file, stripped.
 

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional
 
 from tqdm import tqdm
 
-from vallr_pin.corpora import CorpusError, Utterance, make_utt_id, read_transcript, report_missing
+from vallr_pin.corpora import CorpusError, Utterance, make_utt_id, read_list_lines, read_transcript, report_missing
 
 SPLIT_LISTS = {"train": "train.csv", "dev": "val.csv", "test": "test.csv"}
 
@@ -34,20 +34,19 @@ def read_split_list(path: Path) -> List[str]:
         raise CorpusError(f"{path}: CMLR split list missing; it ships with the corpus (train.csv/val.csv/"
                           "test.csv) -- copy it there or pass --cmlr-lists-dir")
     entries: List[str] = []
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            field = line.strip().split(",")[0].strip().replace("\\", "/")
-            if not field:
+    for lineno, line in enumerate(read_list_lines(path), 1):
+        field = line.strip().split(",")[0].strip().replace("\\", "/")
+        if not field:
+            continue
+        for ext in (".mp4", ".txt", ".wav"):
+            field = field[: -len(ext)] if field.endswith(ext) else field
+        field = field.split("video/", 1)[-1]  # tolerate lists that include the video/ prefix
+        parts = field.split("/")
+        if len(parts) != 3:
+            if lineno == 1:  # header line
                 continue
-            for ext in (".mp4", ".txt", ".wav"):
-                field = field[: -len(ext)] if field.endswith(ext) else field
-            field = field.split("video/", 1)[-1]  # tolerate lists that include the video/ prefix
-            parts = field.split("/")
-            if len(parts) != 3:
-                if lineno == 1:  # header line
-                    continue
-                raise CorpusError(f"{path}:{lineno}: expected 's<N>/<date>/<section>', got {line.strip()!r}")
-            entries.append(field)
+            raise CorpusError(f"{path}:{lineno}: expected 's<N>/<date>/<section>', got {line.strip()!r}")
+        entries.append(field)
     if not entries:
         raise CorpusError(f"{path}: split list has no utterances")
     return entries

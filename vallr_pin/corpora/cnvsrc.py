@@ -58,7 +58,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from tqdm import tqdm
 
-from vallr_pin.corpora import CorpusError, Utterance, make_utt_id, read_transcript, report_missing
+from vallr_pin.corpora import CorpusError, Utterance, make_utt_id, read_list_lines, read_transcript, report_missing
 
 # Speaker-folder corpora (CN-CVS style) and the tag put in front of their speaker ids.
 SPEAKER_FOLDER_PARTS = {"cncvs": "cncvs", "cncvs2_p1": "cncvs2p1", "cncvs3": "cncvs3"}
@@ -165,14 +165,13 @@ def scan_part(part: str, root: Path, speakers: _Speakers) -> List[_Entry]:
 def read_char_units(path: Path) -> Dict[int, str]:
     """``<char> <id>`` per line (CNVSRC baseline ``char_units.txt``) -> ``{id: char}``."""
     units: Dict[int, str] = {}
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.split()
-            if not parts:
-                continue
-            if len(parts) != 2 or not parts[1].isdigit():
-                raise CorpusError(f"{path}:{lineno}: expected '<char> <id>', got {line.strip()!r}")
-            units[int(parts[1])] = parts[0]
+    for lineno, line in enumerate(read_list_lines(path), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].isdigit():
+            raise CorpusError(f"{path}:{lineno}: expected '<char> <id>', got {line.strip()!r}")
+        units[int(parts[1])] = parts[0]
     return units
 
 
@@ -202,17 +201,16 @@ def read_label_csv(
     read from the assumed ``text/`` file."""
     base = _part_base(part, root)
     entries: List[_Entry] = []
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for lineno, row in enumerate(csv.reader(f), 1):
-            if not row or not "".join(row).strip():
+    for lineno, row in enumerate(csv.reader(read_list_lines(path)), 1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) < 2 or not row[1].endswith(".mp4"):
+            if lineno == 1:  # header line
                 continue
-            if len(row) < 2 or not row[1].endswith(".mp4"):
-                if lineno == 1:  # header line
-                    continue
-                raise CorpusError(f"{path}:{lineno}: expected '<dataset>,<relpath>.mp4[,<frames>,<labels>]'")
-            video = base / row[1]
-            text = _decode_labels(row[-1], units, f"{path}:{lineno} ({video.stem})") if len(row) >= 4 else None
-            entries.append(_Entry(speakers(part, video), video.stem, video, _text_file_for(video), text))
+            raise CorpusError(f"{path}:{lineno}: expected '<dataset>,<relpath>.mp4[,<frames>,<labels>]'")
+        video = base / row[1]
+        text = _decode_labels(row[-1], units, f"{path}:{lineno} ({video.stem})") if len(row) >= 4 else None
+        entries.append(_Entry(speakers(part, video), video.stem, video, _text_file_for(video), text))
     if not entries:
         raise CorpusError(f"{path}: list file has no utterances")
     return entries
@@ -222,15 +220,14 @@ def read_id_list(path: Path) -> Set[str]:
     """Utterance stems named by a list: baseline csv rows (the .mp4 path is used) or one id/path per line;
     lines starting with '#' are comments."""
     ids: Set[str] = set()
-    with open(path, encoding="utf-8-sig") as f:
-        for line in f:
-            if line.lstrip().startswith("#"):
-                continue
-            fields = [x.strip() for x in line.strip().split(",") if x.strip()]
-            if not fields:
-                continue
-            field = next((x for x in fields if x.endswith(".mp4")), fields[0])
-            ids.add(Path(field).stem if "/" in field or field.endswith(".mp4") else field)
+    for line in read_list_lines(path):
+        if line.lstrip().startswith("#"):
+            continue
+        fields = [x.strip() for x in line.strip().split(",") if x.strip()]
+        if not fields:
+            continue
+        field = next((x for x in fields if x.endswith(".mp4")), fields[0])
+        ids.add(Path(field).stem if "/" in field or field.endswith(".mp4") else field)
     if not ids:
         raise CorpusError(f"{path}: list file is empty")
     return ids

@@ -84,7 +84,7 @@ def merge_jobs(job_dirs: Sequence[str], output_dir: str) -> None:
     output_dir = Path(output_dir)
     unfinished = [d for d in job_dirs if not (Path(d) / DONE).exists()]
     if unfinished:
-        raise RuntimeError(f"jobs not finished (no {DONE}): {unfinished}; re-run the decoding stage first")
+        raise ValueError(f"jobs not finished (no {DONE}): {unfinished}; re-run the decoding stage first")
     kv_files = sorted({str(p.relative_to(d)) for d in map(Path, job_dirs) for p in d.rglob("*")
                        if p.is_file() and p.name in ("text", "token", "score", "pinyin")})
     for rel in kv_files:
@@ -95,7 +95,7 @@ def merge_jobs(job_dirs: Sequence[str], output_dir: str) -> None:
                 continue
             for utt, value in read_kv(path).items():
                 if utt in merged:
-                    raise RuntimeError(f"{path}: utterance {utt} was decoded by two jobs; check the key splits")
+                    raise ValueError(f"{path}: utterance {utt} was decoded by two jobs; check the key splits")
                 merged[utt] = value
         write_kv(output_dir / rel, merged)
     rows = {}
@@ -162,6 +162,16 @@ def check_job_args(args: argparse.Namespace, where: str = "") -> None:
         missing.append("--data_path_and_name_and_type")
     if missing:
         raise DecodeListError(f"{where}{' '.join(missing)} required")
+    # Checked before any model is loaded (and, for a decode list, before its first job runs).
+    files = [("--train_config", args.train_config, "the exp/vsr_<tag>/config.yaml stage 4 wrote"),
+             ("--model_file", args.model_file, "a checkpoint of stage 4 (e.g. exp/vsr_<tag>/valid.acc_char.ave.pth)"),
+             ("--key_file", args.key_file, "a split of the set's feats.scp"),
+             ("--ref_text", args.ref_text, "the set's data/<set>/text")]
+    files += [("--data_path_and_name_and_type", triple[0], "the set's dump/roi/<set>/feats.scp (stage 1)")
+              for triple in args.data_path_and_name_and_type]
+    for opt, path, what in files:
+        if path is not None and not os.path.isfile(path):
+            raise DecodeListError(f"{where}{opt} {path}: no such file; give {what}")
 
 
 def read_decode_list(path: str, parser: argparse.ArgumentParser, base_argv: Sequence[str]):

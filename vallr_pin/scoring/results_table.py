@@ -23,7 +23,6 @@ import re
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-import yaml
 
 from vallr_pin.datadir import atomic_open
 from vallr_pin.scoring.bootstrap import DEFAULT_RESAMPLES, cer_interval, paired_win_rate
@@ -368,9 +367,8 @@ def write_results(out: os.PathLike | str, section: str, overwrite: bool = False)
 
 
 def load_mapping(path: os.PathLike | str) -> Dict[str, object]:
-    """A YAML or JSON file holding a mapping (JSON is YAML, so one loader reads both)."""
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    return data
+    """A YAML or JSON file holding a mapping (JSON is YAML, so one loader reads both); a missing or malformed
+    file is an error naming it (:func:`vallr_pin.cli.load_yaml`)."""
+    from vallr_pin.cli import load_yaml
+
+    return load_yaml(path, "results config", hint="see show_results --help for its keys")

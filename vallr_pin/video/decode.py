@@ -1,4 +1,8 @@
-"""Video decoding for stage 1: decord (CPU) -> uint8 frames resampled to a fixed frame rate (25 fps).
+"""Video decoding for stage 1: uint8 RGB frames resampled to a fixed frame rate (25 fps), streamed in chunks.
+
+decord opens the file (frame count from its packet index, frame rate, the checks below); the frames are decoded
+one when asked for by OpenCV's FFmpeg backend, because decord's reader decodes ahead of its caller into
+unbounded memory (:meth:`VideoClip.iter_chunks` says how, and why the pixels are the same).
 
 Frame-rate conversion is a *nearest-frame index mapping*, not interpolation: output frame ``j`` shows the
 source frame whose timestamp ``i / src_fps`` is closest to ``j / target_fps``, i.e.
@@ -34,7 +38,7 @@ import numpy as np
 TARGET_FPS = 25.0
 TRUNCATION_TOLERANCE = 0.05  # fraction of the declared frames that may be missing before a clip is "truncated"
 TRUNCATION_MIN_FRAMES = 3
-SPOOL_MEMORY_BYTES = 64 << 20  # FrameSpool: frames kept in memory before they go to a temporary file
+SPOOL_MEMORY_BYTES = 16 << 20  # FrameSpool: frames kept in memory before they go to a temporary file
 
 
 class VideoReadError(Exception):
@@ -94,47 +98,55 @@ class VideoClip:
 
     Attributes: ``path``; ``num_source_frames``; ``source_fps``; ``indices`` (int64 (T,), source frame of
     every output frame, see :func:`resample_indices`); ``num_frames`` = T at ``target_fps``.
-    ``num_threads`` is decord's decoder thread count (1 = one core, what a per-job launcher expects).
+    ``num_threads`` is the decoder's thread count (1 = one core, what a per-job launcher expects; 0 = one per
+    core).
+
+    Opening, the frame count, the frame rate and the truncation check are decord's (its packet index); the
+    frames themselves are decoded by :meth:`iter_chunks` through OpenCV's FFmpeg backend, one when asked for,
+    so memory does not grow with the clip's length (see :meth:`iter_chunks` for why not decord).
 
     ``max_side``: if set and the frames' longer side exceeds it, ffmpeg scales frames down while decoding
-    (aspect kept). On 1080p input this is ~2.5x faster than full-size decoding (see bench_lip_roi.py) and loses
-    nothing when the mouth in the crop is smaller than in the scaled frame. ``scale`` = (sx, sy) maps original
-    pixel coordinates to decoded ones (1.0 without scaling), e.g. for precomputed landmarks.
+    (aspect kept), through decord's scaler. On 1080p input this is ~2.5x faster than full-size decoding (see
+    bench_lip_roi.py) and loses nothing when the mouth in the crop is smaller than in the scaled frame; but decord
+    decodes ahead of its reader, so with scaling the memory grows with the clip's length (~0.7 MB a second of
+    640x360 at 25 fps, bench_lip_roi_memory.py). ``scale`` = (sx, sy) maps original pixel coordinates to decoded
+    ones (1.0 without scaling), e.g. for precomputed landmarks.
     """
 
     def __init__(self, path: str, target_fps: float = TARGET_FPS, num_threads: int = 1, max_side: int | None = None):
         import decord  # imported here so modules that only crop or merge need not load ffmpeg
 
         self.path = path = str(path)
+        self.num_threads = int(num_threads)
         if not os.path.isfile(path):
             raise VideoReadError(path, "file not found; check the path in video.scp")
         if os.path.getsize(path) == 0:
             raise VideoReadError(path, "empty file (0 bytes); re-copy it or drop the utterance")
         try:
-            self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
+            vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads)
         except Exception as e:  # decord raises RuntimeError / DECORDError carrying the ffmpeg message
             first = (str(e).strip().splitlines() or [""])[0]
             raise VideoReadError(path, f"cannot open (truncated or not a video?): {first[:200]}")
-        self.num_source_frames = len(self._vr)
+        self.num_source_frames = len(vr)
         if self.num_source_frames <= 0:
             raise VideoReadError(path, "video has zero frames")
         check_not_truncated(path, self.num_source_frames)
         self.scale = (1.0, 1.0)
-        self._position = 0  # source frames decoded so far (decord's reader decodes in stream order)
+        self._scaled = None  # decord reader that scales while decoding (max_side), else None: OpenCV decodes
         if max_side:
             try:  # decord has no size query: decode the first frame to learn it
-                h, w = self._vr.next().shape[:2]
-                self._position = 1
+                h, w = vr.next().shape[:2]
                 if max(h, w) > max_side:
                     f = max_side / max(h, w)
                     nw, nh = max(2, int(round(w * f))), max(2, int(round(h * f)))
-                    self._vr = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads, width=nw, height=nh)
+                    self._scaled = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=num_threads, width=nw,
+                                                      height=nh)
                     self.scale = (nw / w, nh / h)
-                    self._position = 0
             except Exception as e:
                 first = (str(e).strip().splitlines() or [""])[0]
                 raise VideoReadError(path, f"cannot decode the first frame: {first[:200]}")
-        self.source_fps = float(self._vr.get_avg_fps())
+        self.source_fps = float(vr.get_avg_fps())
+        del vr  # frees what it decoded ahead (with max_side) and its index; the scaled reader has its own
         if not np.isfinite(self.source_fps) or self.source_fps <= 0:
             raise VideoReadError(path, f"invalid frame rate ({self.source_fps}); re-encode it with a fixed fps")
         self.target_fps = float(target_fps)
@@ -144,45 +156,88 @@ class VideoClip:
     def iter_chunks(self, chunk_size: int = 64) -> Iterator[np.ndarray]:
         """Yield uint8 RGB frames (t, H, W, 3), t <= chunk_size, in order, at ``target_fps``.
 
-        Chunks bound memory for long or high-resolution clips. Frames are decoded in stream order (decord's
-        ``next``), each source frame once, and the ones the frame-rate mapping skips are dropped: measured on a
-        640x480 clip this is 4.5x faster than ``get_batch`` on the same frames (1075 against 240 frames per
-        CPU-second) and grows the process by ~170 MB over 1,000 frames instead of ~500 MB (what decord itself
-        keeps; it is freed with the reader); the frames are identical."""
-        if self._position:
-            self._vr.seek(0)
-        self._position = 0
+        Frames are decoded in stream order, each source frame once, when the chunk that needs it is asked for;
+        the ones the frame-rate mapping skips are dropped. Nothing is decoded ahead: so a slow consumer (the
+        landmark detector) holds one chunk of frames, whatever the clip's length.
+
+        Why not decord, which opens the clip: its reader (0.6.0, the last release) hands each packet to a
+        decoding thread and, whenever no decoded frame is waiting, keeps pushing packets, up to the rest of the
+        file; the thread decodes them all into an unbounded queue while the reader's caller is busy. Measured on
+        a 60 s 640x480 clip: up to the whole clip's RGB frames (~1.4 GB) held by decord, freed only with the
+        reader (dmlc/decord issues 157, 208, 304). OpenCV's capture decodes with the same ffmpeg decoders and
+        converts with the same swscale path in the caller's thread; its frames equal decord's to the byte
+        (test_video_lip_roi.py checks it on mp4v, MJPEG, VP8, FFV1, raw and rotated clips). Only scaling while
+        decoding (``max_side``) still goes through decord, whose scaler OpenCV does not have.
+
+        A stream that ends early by no more than the truncation tolerance (:data:`TRUNCATION_MIN_FRAMES`,
+        :data:`TRUNCATION_TOLERANCE`) repeats its last frame for the missing ones, as decord does; one that ends
+        earlier raises :class:`VideoReadError`."""
+        frames = self._decord_frames() if self._scaled is not None else self._opencv_frames()
+        position = 0  # source frames decoded so far
         decoded = None
         for start in range(0, self.num_frames, chunk_size):
             sel = self.indices[start:start + chunk_size]
             # One array per chunk, filled frame by frame: a list of per-frame arrays stacked afterwards made
-            # glibc's heap grow with the clip (freed 0.9 MB frames scattered between decord's allocations).
+            # glibc's heap grow with the clip (freed 0.9 MB frames scattered between the decoder's allocations).
             chunk = None
             for k, i in enumerate(sel):
-                while self._position <= i:
-                    decoded = self._next_frame()
-                    self._position += 1
-                frame = decoded.asnumpy()  # a source frame shown twice (a clip below 25 fps) is copied twice
+                while position <= i:
+                    decoded = next(frames)
+                    position += 1
                 if chunk is None:
-                    if frame.ndim != 3 or frame.shape[-1] != 3:
-                        raise VideoReadError(self.path, f"decoder returned frames of shape {frame.shape}, expected (H, W, 3)")
-                    chunk = np.empty((len(sel),) + frame.shape, dtype=np.uint8)
-                chunk[k] = frame
+                    if decoded.ndim != 3 or decoded.shape[-1] != 3:
+                        raise VideoReadError(self.path, f"decoder returned frames of shape {decoded.shape}, expected (H, W, 3)")
+                    chunk = np.empty((len(sel),) + decoded.shape, dtype=np.uint8)
+                chunk[k] = decoded  # a source frame shown twice (a clip below 25 fps) is copied twice
             yield chunk
 
-    def _next_frame(self):
+    def _opencv_frames(self) -> Iterator[np.ndarray]:
+        """Source frames (H, W, 3) RGB in stream order, each decoded when asked for; then the last one repeated
+        for up to the truncation tolerance of missing frames."""
+        import cv2
+
+        cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, self.num_threads])
         try:
-            return self._vr.next()
-        except StopIteration:
+            if not cap.isOpened():
+                raise VideoReadError(self.path, "cannot open it for decoding (truncated or not a video?)")
+            cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # rotation metadata applied, as decord does
+            n, frame = 0, None
+            while n < self.num_source_frames:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                n += 1
+                yield frame
+        finally:
+            cap.release()
+        missing = self.num_source_frames - n
+        if frame is None or missing > max(TRUNCATION_MIN_FRAMES, TRUNCATION_TOLERANCE * self.num_source_frames):
             raise VideoReadError(
-                self.path, f"the stream ends after {self._position} of its {self.num_source_frames} frames")
-        except Exception as e:  # a corrupt packet mid-stream surfaces here, not at open time
-            msg = str(e).strip().splitlines()
-            raise VideoReadError(
-                self.path,
-                f"corrupt stream near source frame {self._position}/{self.num_source_frames}: "
-                f"{(msg[-1] if msg else '')[:200]}",
-            )
+                self.path, f"the stream ends after {n} of its {self.num_source_frames} frames (corrupt or cut "
+                "short?); re-copy or re-encode it, or drop the utterance")
+        while True:  # the generator is only asked for indices below num_source_frames
+            yield frame
+
+    def _decord_frames(self) -> Iterator[np.ndarray]:
+        """Source frames (H, W, 3) RGB in stream order from the scaling decord reader (``max_side``)."""
+        vr, position = self._scaled, 0
+        vr.seek(0)
+        while True:
+            try:
+                frame = vr.next()
+            except StopIteration:
+                raise VideoReadError(
+                    self.path, f"the stream ends after {position} of its {self.num_source_frames} frames")
+            except Exception as e:  # a corrupt packet mid-stream surfaces here, not at open time
+                msg = str(e).strip().splitlines()
+                raise VideoReadError(
+                    self.path,
+                    f"corrupt stream near source frame {position}/{self.num_source_frames}: "
+                    f"{(msg[-1] if msg else '')[:200]}",
+                )
+            position += 1
+            yield frame.asnumpy()
 
 
 class FrameSpool:
@@ -193,9 +248,10 @@ class FrameSpool:
     every 3rd frame, 640x480), so the grey frames wait here. Up to ``max_bytes`` they stay in memory; past it they go
     to an anonymous temporary file (``tempfile.SpooledTemporaryFile`` in $TMPDIR, unlinked at once, so a killed
     job leaves nothing behind), which keeps the memory of a long clip flat in its length (page cache is not
-    the process's memory). ``max_bytes`` None: :data:`SPOOL_MEMORY_BYTES` (64 MB: 8.7 s of 640x480 grey at
-    25 fps, longer than most utterances; 0 would mean no limit, as in ``SpooledTemporaryFile``, so the smallest
-    is 1). Use as a context manager, or call :meth:`close`.
+    the process's memory). ``max_bytes`` None: :data:`SPOOL_MEMORY_BYTES` (16 MB: 2.2 s of 640x480 grey at
+    25 fps; with 64 MB a 60 s clip peaked 25% above a 2 s one, 297 against 236 MB, with 16 MB 3%, 243 MB,
+    bench_lip_roi_memory.py); 0 would mean no limit, as in ``SpooledTemporaryFile``, so the
+    smallest is 1). Use as a context manager, or call :meth:`close`.
     """
 
     def __init__(self, max_bytes: Optional[int] = None):

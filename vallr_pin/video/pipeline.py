@@ -4,7 +4,7 @@ This is stage 1's per-utterance step, shared by ``vallr_pin.bin.lip_roi`` (the r
 :mod:`vallr_pin.video.roi_dump`) and by ``vallr_pin.bin.recognize`` / :class:`vallr_pin.Recognizer` (a packed
 model on a user's videos), so a packed model sees exactly the crop its training data was cut with:
 
-    decode (decord, nearest-frame resampling to ``fps``, :mod:`vallr_pin.video.decode`)
+    decode (ffmpeg, frame by frame; nearest-frame resampling to ``fps``, :mod:`vallr_pin.video.decode`)
     -> 5-point landmarks per frame (a detector, or a precomputed ``landmarks.scp``, :mod:`~vallr_pin.video.landmarks`)
     -> gap filling, smoothing, similarity alignment and the grey crop (:mod:`vallr_pin.video.lip_roi`)
     -> uint8 (T, roi_size * roi_size)
