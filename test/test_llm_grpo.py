@@ -1,7 +1,7 @@
 """RL with a verifiable reward after SFT (issue 19, item 6): the reward CER(1-best) - CER(answer) + a format term
-(vallr_pin/llm/grpo.py), registered in ms-swift's ``orms`` by vallr_pin/llm/swift_plugin/grpo_rewards.py, and ms-swift's own
-`swift rlhf --rlhf_type grpo` run by ``llm_sft --rlhf grpo`` on CPU (transformers generation, no vLLM) from the
-SFT adapter of a tiny random-init Qwen3 made in the test (as test_llm_swift.py does).
+(vallr_pin/llm/grpo.py), registered in ms-swift's ``orms`` by vallr_pin/llm/swift_plugin/grpo_rewards.py, and
+ms-swift's own `swift rlhf --rlhf_type grpo` run by ``llm_sft --rlhf grpo`` on CPU (transformers generation, no
+vLLM) from the SFT adapter of a tiny random-init Qwen3 made in the test (as test_llm_swift.py does).
 
 The tiny model's answers are noise, so the run is checked for what GRPO must do whatever the model says: it
 starts from the SFT adapter, writes an adapter stage 9 can load, and scores every sampled answer with exactly
@@ -10,7 +10,6 @@ this toolkit's reward on that prompt's reference and 1-best (ms-swift's completi
 
 import json
 import os
-import sys
 
 import pytest
 

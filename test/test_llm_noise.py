@@ -82,7 +82,10 @@ def hand_nbest(sents, seed=1, kinds=(HOMOPHONE, SAME_VISEME), p_del=0.05, p_ins=
         for _ in range(rng.choice([1, 2, 3, 4])):
             t = list(texts[0])
             j = rng.randrange(len(t))
-            t[j] = s[j] if j < len(s) and t[j] != s[j] and rng.random() < 0.5 else (confusable(rng, t[j], kinds) or t[j])
+            if j < len(s) and t[j] != s[j] and rng.random() < 0.5:
+                t[j] = s[j]  # a repair
+            else:
+                t[j] = confusable(rng, t[j], kinds) or t[j]
             if "".join(t) not in texts:
                 texts.append("".join(t))
         py = [p if rng.random() > 0.1 else rng.choice(["ba", "ma", "shi", "zhi", "de"])
@@ -235,8 +238,8 @@ def test_no_dev_or_test_sentence_becomes_a_sample(data):
     wrong = [r for r in noise if r["onebest"] != r["messages"][-1]["content"]]
     assert 0.3 < len(wrong) / len(noise) < 0.7
     assert "1. " + noise[0]["onebest"] in noise[0]["messages"][1]["content"]
-    assert stats["measured"]["n_lists"] == 400 and stats["synthetic"]["n_lists"] == len(noise) + stats["n_same_as_real"] \
-        + stats["n_duplicate"]
+    assert stats["measured"]["n_lists"] == 400
+    assert stats["synthetic"]["n_lists"] == len(noise) + stats["n_same_as_real"] + stats["n_duplicate"]
 
 
 def test_rows_are_valid_ms_swift_data(data, tmp_path):

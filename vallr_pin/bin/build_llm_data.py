@@ -155,8 +155,11 @@ def build_noise_rows(args, train_in, dev_in, train_rows: List[dict], template, m
                          "held out)")
     random.Random(args.noise_seed).shuffle(pool)
     n_target = round(args.noise_ratio * len(train_rows))
-    maker = NoiseMaker(profile, records, pool + [t for e in real for t in e.texts], seed=args.noise_seed)
-    maker.calibrate(pool, rounds=args.noise_calibration_rounds)
+    # substitutes come from the characters of the sentences used and of the recogniser's hypotheses (not the
+    # whole text: a corpus-sized file would cost a pinyin look-up per line)
+    maker = NoiseMaker(profile, records, pool[:n_target] + [t for e in real for t in e.texts], seed=args.noise_seed)
+    # calibrated on as many lists as will be made (at least 500, at most 2000: ~1 s per 100 lists and round)
+    maker.calibrate(pool, rounds=args.noise_calibration_rounds, sample=min(2000, max(500, n_target)))
     synthetic = [maker.entry(f"noise-{n:06d}", pool[n % len(pool)]) for n in range(n_target)]
     # never a held-out sentence, whatever the code above does
     assert not any(held.leaks(e.ref) for e in synthetic)

@@ -92,7 +92,8 @@ def _align(pairs: Sequence[Tuple[Sequence[str], Sequence[str]]]) -> List[List[Tu
             ops = []
             for c in chunks:
                 if c.type in ("equal", "substitute"):
-                    ops += [(c.type, c.ref_start_idx + d, c.hyp_start_idx + d) for d in range(c.ref_end_idx - c.ref_start_idx)]
+                    ops += [(c.type, c.ref_start_idx + d, c.hyp_start_idx + d)
+                            for d in range(c.ref_end_idx - c.ref_start_idx)]
                 elif c.type == "delete":
                     ops += [("delete", i, c.hyp_start_idx) for i in range(c.ref_start_idx, c.ref_end_idx)]
                 else:
@@ -223,7 +224,8 @@ def measure(entries: Sequence[NbestEntry]) -> Tuple[dict, List[ListRecord]]:
         "vs_onebest": [
             {"rank": k + 1, "n_lists": c["lists"], "sub": _rate(c["sub"], c["chars"]),
              "del": _rate(c["dele"], c["chars"]), "ins": _rate(c["ins"], c["chars"]),
-             "sub_on_error": _rate(c["sub_on_error"], c["sub_where_wrong"]), "repair": _rate(c["repair"], c["sub_on_error"]),
+             "sub_on_error": _rate(c["sub_on_error"], c["sub_where_wrong"]),
+             "repair": _rate(c["repair"], c["sub_on_error"]),
              "sub_categories": _shares(vo_cat[k], CHAR_CATEGORIES)}
             for k, c in enumerate(vo) if k >= 1],
         "pinyin": {"n_lists": py["lists"], "sub": _rate(py["sub"], py["syllables"]),
