@@ -200,3 +200,28 @@ def test_stage_1_runs_the_detector_on_every_third_frame_unless_told(recipe):
     jobs = [c for c in calls(recipe) if c[0] == "decode_cmd" and "vallr_pin.bin.lip_roi" in c]
     assert len(jobs) == 6  # one job array per set, twice
     assert [opt(c, "--detect-every") for c in jobs] == [["3"]] * 3 + [["1"]] * 3
+
+
+def test_stages_7_to_9_with_noise_augmentation_and_grpo(recipe):
+    """--llm_noise_text: stage 7 gets the text and every evaluation set's transcripts to keep out of it;
+    --llm_grpo true: stage 8 runs GRPO from the SFT adapter, stage 9 refines with it too and RESULTS.md has its row."""
+    (recipe / "lm_text.txt").write_text("你们好\n")
+    (recipe / "exp" / "llm_lora" / "grpo" / "adapter").mkdir(parents=True)
+    p = run_vsr(recipe, "--stage", "7", "--stop-stage", "9", "--llm_noise_text", "lm_text.txt",
+                "--llm_noise_ratio", "0.5", "--llm_grpo", "true")
+    assert p.returncode == 0, p.stderr
+    (data,) = module_calls(recipe, "build_llm_data")
+    assert opt(data, "--noise-text") == ["lm_text.txt"] and opt(data, "--noise-ratio") == ["0.5"]
+    i = data.index("--noise-exclude")
+    assert data[i + 1:i + 3] == ["data/dev/text", "data/test/text"]
+    sft, grpo = module_calls(recipe, "llm_sft")
+    assert "--rlhf" not in sft and opt(sft, "--output-dir") == ["exp/llm_lora"]
+    assert (opt(grpo, "--rlhf"), opt(grpo, "--config"), opt(grpo, "--init-adapter"), opt(grpo, "--output-dir")) == (
+        ["grpo"], ["conf/llm_grpo.yaml"], ["exp/llm_lora/adapter"], ["exp/llm_lora/grpo"])
+    adapters = sorted((opt(c, "--adapter") or ["none"])[0] for c in refine_jobs(recipe))
+    assert adapters == ["exp/llm_lora/adapter"] * 2 + ["exp/llm_lora/grpo/adapter"] * 2 + ["none"] * 2
+    (results,) = module_calls(recipe, "show_results")
+    assert "dual + fine-tuned LLM + GRPO=exp/llm_lora/refine_grpo/{set}/score_cer" in opt(results, "--system")
+    assert "dual + fine-tuned LLM > dual + fine-tuned LLM + GRPO" in opt(results, "--ordering")
+    p = run_vsr(recipe, "--stage", "8", "--stop-stage", "8", "--llm_grpo", "yes")
+    assert p.returncode != 0 and "--llm_grpo takes true or false" in p.stderr  # utils/parse_options.sh

@@ -35,7 +35,7 @@ step "espnet 202511 (--no-deps)" $pip install --no-deps espnet==202511 ci_sdr==0
 # deepspeed is an sdist; DS_BUILD_OPS=0 skips compiling CUDA ops (they are JIT-built on a GPU machine).
 step "deepspeed 0.19.8 (DS_BUILD_OPS=0)" env DS_BUILD_OPS=0 $pip install --no-build-isolation deepspeed==0.19.8
 step "vallr_pin (editable)" $pip install --no-deps --no-build-isolation -e ..
-step "import check" $venv/bin/python -c "import espnet2.tasks.abs_task, espnet.nets.batch_beam_search, funasr.models.sanm.encoder, swift, decord, kaldiio, pypinyin, jiwer, mediapipe, deepspeed, opencc, vallr_pin"
+step "import check" $venv/bin/python -c "import espnet2.tasks.abs_task, espnet.nets.batch_beam_search, funasr.models.sanm.encoder, swift, msgspec, decord, kaldiio, pypinyin, jiwer, mediapipe, deepspeed, opencc, vallr_pin"
 
 # sclite (Debian sctk) is the scorer ESPnet recipes use; Debian keeps it off PATH, so link it into the venv.
 if [ ! -x /usr/lib/sctk/bin/sclite ]; then

@@ -16,6 +16,14 @@ Written to ``--out-dir`` (atomically): ``train.jsonl``, ``dev.jsonl`` (ms-swift 
   must have a line unless ``--context-optional``.
 - An input may also be another recogniser's ESPnet decode directory (``{k}best_recog/text``); without pinyin the
   prompt's pinyin is derived from the 1-best (``--pinyin-from``, ``vallr_pin.llm.nbest``).
+- ``--noise-text lm_text.txt --noise-ratio R``: error-noise augmentation (``vallr_pin.llm.noise``): besides the
+  real samples, R times as many synthetic ones (training split only), made by corrupting sentences of the text
+  with the S/D/I rates, substitution kinds (homophone / same viseme / other), rank structure and pinyin errors
+  measured on the ``--nbest`` lists themselves; both profiles (measured, and measured again on the synthetic
+  lists) go into ``stats.json`` under ``noise``. Sentences of the dev split, of ``--noise-exclude`` files
+  (``data/<dev,test>/text``) and near copies of them (``--noise-min-overlap`` Hanzi) never become samples;
+  only sentences as long as the measured references are used. ``--noise-seed`` makes it reproducible.
+- Every row also carries ``onebest`` (the first candidate), which GRPO's reward reads (``llm_sft --rlhf grpo``).
 - The dev split comes from ``--dev-nbest`` (e.g. the dev set decoded by the late checkpoint) or, without it, from
   a stable hash of the utterance id (``--dev-fraction``), so that all checkpoints of an utterance land on the
   same side.
@@ -99,12 +107,76 @@ def build_split(
                 stats["n_conflict"] += int(seen[key] != e.ref)
                 continue
             seen[key] = e.ref
-            rows.append({"messages": messages, "utt": e.utt, "ckpt": tag,
+            rows.append({"messages": messages, "utt": e.utt, "ckpt": tag, "onebest": e.onebest,
                          "onebest_correct": e.onebest == e.ref})
     n_ok = sum(r["onebest_correct"] for r in rows)
     stats["n_out"] = len(rows)
     stats["share_1best_correct"] = round(100.0 * n_ok / max(1, len(rows)), 2)
     return rows, stats
+
+
+def build_noise_rows(args, train_in, dev_in, train_rows: List[dict], template, max_cands: Optional[int]
+                     ) -> Tuple[List[dict], dict]:
+    """Synthetic training rows from ``--noise-text`` (module docstring) and their statistics."""
+    import random
+
+    from vallr_pin.llm.noise import NoiseMaker, measure, read_sentences
+    from vallr_pin.text.held_out import HeldOutSentences
+
+    if args.noise_ratio < 0:
+        raise ValueError(f"--noise-ratio {args.noise_ratio}: must be >= 0")
+    real = [e for _, es in train_in for e in es]
+    profile, records = measure(real)
+    if not records:
+        raise ValueError(f"--noise-text needs references in the training N-best ({args.nbest}) to measure "
+                         "the errors on; pass --text data/<train>/text")
+    excluded = [e.ref for _, es in dev_in for e in es if e.ref]
+    for path in args.noise_exclude:
+        excluded += list(read_kv(path).values())
+    held = HeldOutSentences(excluded, args.noise_min_overlap)
+    lengths = [r.n_ref for r in records]
+    lo, hi = min(lengths), max(lengths)
+    counts = {"read": 0, "duplicate": 0, "held_out": 0, "length": 0}
+    pool, seen = [], set()
+    for t in read_sentences(args.noise_text, kaldi=args.noise_text_format == "kaldi"):
+        counts["read"] += 1
+        if t in seen:
+            counts["duplicate"] += 1
+        elif held.leaks(t):
+            counts["held_out"] += 1
+        elif not lo <= len(t) <= hi:
+            counts["length"] += 1
+        else:
+            pool.append(t)
+        seen.add(t)
+    if not pool:
+        raise ValueError(f"{','.join(args.noise_text)}: no sentence left for synthetic samples ({counts}: "
+                         f"sentences must be {lo}-{hi} Hanzi long, the measured references' range, and not "
+                         "held out)")
+    random.Random(args.noise_seed).shuffle(pool)
+    n_target = round(args.noise_ratio * len(train_rows))
+    # substitutes come from the characters of the sentences used and of the recogniser's hypotheses (not the
+    # whole text: a corpus-sized file would cost a pinyin look-up per line)
+    maker = NoiseMaker(profile, records, pool[:n_target] + [t for e in real for t in e.texts], seed=args.noise_seed)
+    # calibrated on as many lists as will be made (at least 500, at most 2000: ~1 s per 100 lists and round)
+    maker.calibrate(pool, rounds=args.noise_calibration_rounds, sample=min(2000, max(500, n_target)))
+    synthetic = [maker.entry(f"noise-{n:06d}", pool[n % len(pool)]) for n in range(n_target)]
+    # never a held-out sentence, whatever the code above does
+    assert not any(held.leaks(e.ref) for e in synthetic)
+    rows, stats = build_split([("noise", synthetic)], args.lang, template, max_cands)
+    real_prompts = {json.dumps(r["messages"][:-1], ensure_ascii=False) for r in train_rows}
+    kept = [r for r in rows if json.dumps(r["messages"][:-1], ensure_ascii=False) not in real_prompts]
+    synthetic_profile, _ = measure(synthetic)
+    noise = {"text": args.noise_text, "ratio": args.noise_ratio, "seed": args.noise_seed,
+             "sentences": {**counts, "used": len(pool), "excluded_sentences": len(held),
+                           "length_range": [lo, hi], "reused": max(0, n_target - len(pool))},
+             "n_rows": len(kept), "n_same_as_real": len(rows) - len(kept), "n_duplicate": stats["n_duplicate"],
+             "substitute_fallbacks": dict(maker.fallbacks), "measured": profile, "synthetic": synthetic_profile}
+    logging.info("noise: %d synthetic samples from %d sentences of %s (%d read; dropped %d duplicate, %d held out, "
+                 "%d outside %d-%d Hanzi); 1-best CER %.1f%% measured, %.1f%% synthetic", len(kept), len(pool),
+                 ",".join(args.noise_text), counts["read"], counts["duplicate"], counts["held_out"], counts["length"],
+                 lo, hi, 100 * profile["vs_reference"][0]["cer"], 100 * synthetic_profile["vs_reference"][0]["cer"])
+    return kept, noise
 
 
 def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
@@ -138,6 +210,24 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--pinyin-from", default="auto", choices=list(PINYIN_FROM),
                    help="prompt pinyin: the input's (nbest), derived from the 1-best (hypothesis), or auto "
                         "(derived when an input has none at all: a recogniser without a pinyin branch)")
+    g = p.add_argument_group("error-noise augmentation (synthetic N-best lists from extra text)")
+    g.add_argument("--noise-text", nargs="*", default=[],
+                   help="text files (one sentence a line; Kaldi '<utt> <text>' with --noise-text-format kaldi) "
+                        "to make synthetic training samples from; e.g. the mini recipe's lm_text.txt")
+    g.add_argument("--noise-text-format", default="plain", choices=["plain", "kaldi"],
+                   help="plain: a sentence per line; kaldi: '<utt> <text>' lines")
+    g.add_argument("--noise-ratio", type=float, default=1.0,
+                   help="synthetic samples per real training sample (0.5: half as many)")
+    g.add_argument("--noise-exclude", nargs="*", default=[],
+                   help="Kaldi text files (data/<dev,test>/text) whose sentences, and near copies, never become "
+                        "synthetic samples (the dev split's references are always excluded)")
+    g.add_argument("--noise-min-overlap", type=int, default=4,
+                   help="a text sentence containing, or contained in, an excluded one of this many Hanzi or "
+                        "more is excluded too (0: only identical sentences)")
+    g.add_argument("--noise-seed", type=int, default=0, help="seed of every random draw of the augmentation")
+    g.add_argument("--noise-calibration-rounds", type=int, default=2,
+                   help="rounds correcting the drawing shares until the synthetic lists measure as the real "
+                        "ones (vallr_pin.llm.noise.NoiseMaker.calibrate; 0: none)")
     add_log_level(p)
     return p
 
@@ -186,11 +276,15 @@ def run(args: argparse.Namespace) -> dict:
     dev_rows, dev_stats = build_split(dev_in, args.lang, template, max_cands)
     if not train_rows:
         raise ValueError(f"no training samples built from {args.nbest}; check that the files hold utterances")
+    noise_stats = None
+    if args.noise_text:
+        noise_rows, noise_stats = build_noise_rows(args, train_in, dev_in, train_rows, template, max_cands)
+        train_rows += noise_rows
     out_dir = Path(args.out_dir)
     write_jsonl(out_dir / "train.jsonl", train_rows)
     write_jsonl(out_dir / "dev.jsonl", dev_rows)
     stats = {"train": train_stats, "dev": dev_stats, "lang": args.lang, "max_candidates": max_cands,
-             "prompt_template": args.prompt_template, "context": args.context or None}
+             "prompt_template": args.prompt_template, "context": args.context or None, "noise": noise_stats}
     with atomic_open(out_dir / "stats.json") as f:
         json.dump(stats, f, ensure_ascii=False, indent=2)
     for split, st in (("train", train_stats), ("dev", dev_stats)):

@@ -21,9 +21,20 @@ ms-swift writes ``<output-dir>/v<N>-<timestamp>/checkpoint-<step>/``; afterwards
 checkpoint to use (the best by validation loss when a dev set is given, else the last), points the symlink
 ``<output-dir>/adapter`` at it, and prints its path. Stage 9 loads ``<output-dir>/adapter``.
 
+RL with a verifiable reward after SFT (``--rlhf grpo``, issue 19): the same wrapper runs ms-swift's
+``swift rlhf --rlhf_type grpo`` instead, with the config's arguments checked against ms-swift's
+``RLHFArguments``, ``--external_plugins vallr_pin/llm/swift_plugin/grpo_rewards.py`` (the rewards ``vsr_cer_gain`` =
+CER(1-best) - CER(answer) and ``vsr_format``, ``vallr_pin.llm.grpo``) and the stage-7 rows turned into GRPO
+rows under ``<output-dir>/grpo_data/`` (prompt, ``solution`` = reference, ``onebest``). ``--init-adapter`` is
+the SFT adapter to go on from (ms-swift's ``--adapters``; also ``--ref_adapters`` when the KL weight ``beta``
+is not 0, so that the reference policy is the SFT model). Rollouts use transformers generation unless the
+config sets ``use_vllm`` (GPU). The adapter it writes applies to the base model like the SFT one.
+
 Example:
     python -m vallr_pin.bin.llm_sft --config conf/llm_sft.yaml --model /models/Qwen3-4B-Instruct-2507 \\
         --train exp/llm_data/train.jsonl --dev exp/llm_data/dev.jsonl --output-dir exp/llm_lora
+    python -m vallr_pin.bin.llm_sft --rlhf grpo --config conf/llm_grpo.yaml --init-adapter exp/llm_lora/adapter \\
+        --model /models/Qwen3-4B-Instruct-2507 --train exp/llm_data/train.jsonl --output-dir exp/llm_lora/grpo
 """
 
 from __future__ import annotations
@@ -103,22 +114,23 @@ def load_config(conf_path: Path) -> dict:
     return conf
 
 
-def swift_sft_argument_names() -> Set[str]:
-    """Every spelling ``swift sft`` accepts for an argument: the fields of ms-swift's ``SftArguments`` dataclass
-    (what its ``HfArgumentParser`` builds the parser from), with ``-`` for ``_`` and the fields' aliases."""
+def swift_sft_argument_names(rlhf: Optional[str] = None) -> Set[str]:
+    """Every spelling ``swift sft`` (``swift rlhf`` with ``rlhf``) accepts for an argument: the fields of
+    ms-swift's ``SftArguments`` (``RLHFArguments``) dataclass (what its ``HfArgumentParser`` builds the parser
+    from), with ``-`` for ``_`` and the fields' aliases."""
     import dataclasses
 
-    from swift.arguments import SftArguments
+    from swift.arguments import RLHFArguments, SftArguments
 
     names: Set[str] = set()
-    for field in dataclasses.fields(SftArguments):
+    for field in dataclasses.fields(RLHFArguments if rlhf else SftArguments):
         names |= {field.name, field.name.replace("_", "-")}
         aliases = field.metadata.get("aliases") or []
         names |= {a.lstrip("-") for a in ([aliases] if isinstance(aliases, str) else aliases)}
     return names
 
 
-def check_swift_keys(keys: Iterable[str], where: str, valid: Set[str]) -> None:
+def check_swift_keys(keys: Iterable[str], where: str, valid: Set[str], command: str = "swift sft") -> None:
     """A ValueError naming the first key in ``keys`` that ``swift sft`` does not know, and its closest match.
     ``no_<name>`` is accepted for a known ``<name>`` (HfArgumentParser's complement of a boolean field)."""
     for key in keys:
@@ -127,17 +139,20 @@ def check_swift_keys(keys: Iterable[str], where: str, valid: Set[str]) -> None:
         import swift
 
         close = difflib.get_close_matches(key, sorted(valid), n=1, cutoff=0.6)
-        hint = f"did you mean '{close[0]}'?" if close else "see `swift sft --help` for the valid ones"
-        raise ValueError(f"{where}: '{key}' is not a `swift sft` argument of ms-swift {swift.__version__}; {hint}")
+        hint = f"did you mean '{close[0]}'?" if close else f"see `{command} --help` for the valid ones"
+        raise ValueError(f"{where}: '{key}' is not a `{command}` argument of ms-swift {swift.__version__}; {hint}")
 
 
-def check_swift_arguments(conf: dict, conf_path: Path, swift_args: Sequence[str]) -> None:
-    """Every config key and every ``--flag`` of ``swift_args`` must be a ``swift sft`` argument."""
-    valid = swift_sft_argument_names()
+def check_swift_arguments(conf: dict, conf_path: Path, swift_args: Sequence[str], rlhf: Optional[str] = None
+                          ) -> None:
+    """Every config key and every ``--flag`` of ``swift_args`` must be a ``swift sft`` (``swift rlhf``)
+    argument."""
+    valid = swift_sft_argument_names(rlhf)
+    command = "swift rlhf" if rlhf else "swift sft"
     for section in ("swift", "gpu", "cpu"):
-        check_swift_keys(conf.get(section) or {}, f"{conf_path} (section {section}:)", valid)
+        check_swift_keys(conf.get(section) or {}, f"{conf_path} (section {section}:)", valid, command)
     check_swift_keys([a[2:].split("=", 1)[0] for a in swift_args if a.startswith("--")],
-                     "the `swift sft` flags after --", valid)
+                     f"the `{command}` flags after --", valid, command)
 
 
 def gpu_available() -> bool:
@@ -209,13 +224,57 @@ def link_adapter(output_dir: Path, ckpt: Path) -> Path:
     return link
 
 
+def grpo_data_paths(args, options: Dict[str, object]) -> Dict[str, Optional[Path]]:
+    """Where ``--rlhf grpo`` writes its GRPO rows (``<output-dir>/grpo_data/{train,dev}.jsonl``); no dev rows when
+    the config does not evaluate (``eval_strategy: "no"``: every evaluation samples answers, costly on a CPU)."""
+    d = Path(args.output_dir) / "grpo_data"
+    has_dev = (bool(args.dev) and Path(args.dev).exists() and Path(args.dev).stat().st_size > 0
+               and str(options.get("eval_strategy", "steps")).lower() != "no")
+    return {"train": d / "train.jsonl", "dev": d / "dev.jsonl" if has_dev else None}
+
+
+def check_grpo_dependencies() -> None:
+    """ms-swift 4.6's GRPO trainer imports msgspec (swift/rlhf_trainers/utils.py), which its package metadata
+    does not declare: without it `swift rlhf` dies on a ModuleNotFoundError after loading everything."""
+    if importlib.util.find_spec("msgspec") is None:
+        raise OSError("ms-swift's GRPO trainer needs the package msgspec, which ms-swift does not "
+                                  "install: `pip install msgspec==0.22.0` (tools/requirements.txt has it; "
+                                  "re-run `make -C tools`)")
+
+
 def build_command(args, options: Dict[str, object]) -> List[str]:
-    cmd = [sys.executable, "-m", "swift.cli.main", "sft", "--model", str(args.model)]
+    train, dev = args.train, args.dev
+    if args.rlhf:
+        from vallr_pin.llm.grpo import PLUGIN
+
+        paths = grpo_data_paths(args, options)
+        train, dev = paths["train"], paths["dev"]
+        cmd = [sys.executable, "-m", "swift.cli.main", "rlhf", "--rlhf_type", args.rlhf, "--model", str(args.model),
+               "--external_plugins", PLUGIN]
+    else:
+        cmd = [sys.executable, "-m", "swift.cli.main", "sft", "--model", str(args.model)]
     cmd += to_cli(options)
-    cmd += ["--dataset", str(args.train), "--output_dir", str(args.output_dir)]
-    if args.dev and Path(args.dev).exists() and Path(args.dev).stat().st_size > 0:
-        cmd += ["--val_dataset", str(args.dev)]
+    if args.init_adapter:
+        cmd += ["--adapters", str(args.init_adapter)]
+        if args.rlhf and grpo_beta(options, args.swift_args) != 0:  # the KL term's reference: the SFT policy
+            cmd += ["--ref_adapters", str(args.init_adapter)]
+    cmd += ["--dataset", str(train), "--output_dir", str(args.output_dir)]
+    has_dev = dev is not None if args.rlhf else (
+        bool(dev) and Path(dev).exists() and Path(dev).stat().st_size > 0)
+    if has_dev:
+        cmd += ["--val_dataset", str(dev)]
     return cmd + list(args.swift_args)
+
+
+def grpo_beta(options: Dict[str, object], swift_args: Sequence[str]) -> float:
+    """The KL weight GRPO will use: the last ``--beta`` after ``--``, else the config's, else ms-swift's 0.04."""
+    beta = options.get("beta")
+    for i, a in enumerate(swift_args):
+        if a == "--beta" and i + 1 < len(swift_args):
+            beta = swift_args[i + 1]
+        elif a.startswith("--beta="):
+            beta = a.split("=", 1)[1]
+    return 0.04 if beta is None or str(beta).lower() == "none" else float(beta)
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -229,6 +288,11 @@ def get_parser() -> argparse.ArgumentParser:
                    help="which config section to add; auto: gpu if torch sees a CUDA device")
     p.add_argument("--select", default="best", choices=["best", "last"],
                    help="checkpoint to link: best validation loss (needs --dev) or last")
+    p.add_argument("--rlhf", default=None, choices=["grpo"],
+                   help="run `swift rlhf --rlhf_type grpo` with the CER-gain reward instead of `swift sft` "
+                        "(module docstring; config: conf/llm_grpo.yaml)")
+    p.add_argument("--init-adapter", default=None,
+                   help="LoRA adapter to continue training from (the SFT adapter, exp/llm_lora/adapter, for GRPO)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the config and flags against ms-swift's arguments, print the swift command and exit")
     add_log_level(p)
@@ -253,7 +317,16 @@ def run(args: argparse.Namespace) -> Path:
         raise FileNotFoundError(f"training data '{args.train}' not found; run stage 7 (build_llm_data) first")
     device = args.device if args.device != "auto" else ("gpu" if gpu_available() else "cpu")
     options = resolve_options(conf, device, conf_path)
-    check_swift_arguments(conf, conf_path, args.swift_args)
+    check_swift_arguments(conf, conf_path, args.swift_args, args.rlhf)
+    if args.init_adapter and not (Path(args.init_adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"--init-adapter {args.init_adapter}: no adapter_config.json there; run the SFT "
+                                "first (stage 8 without --llm_grpo, or llm_sft without --rlhf)")
+    if args.rlhf and options.get("rlhf_type") not in (None, args.rlhf):
+        raise ValueError(f"{conf_path}: rlhf_type '{options['rlhf_type']}' contradicts --rlhf {args.rlhf}; drop "
+                         "it from the config")
+    options.pop("rlhf_type", None)
+    if args.rlhf:
+        check_grpo_dependencies()
     output_dir = Path(args.output_dir)
     cmd = build_command(args, options)
     logging.info("device %s; running: %s", device, " ".join(cmd))
@@ -261,6 +334,15 @@ def run(args: argparse.Namespace) -> Path:
         print(" ".join(cmd))
         return output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
+    if args.rlhf:
+        from vallr_pin.llm.grpo import write_grpo_data
+
+        paths = grpo_data_paths(args, options)
+        paths["train"].parent.mkdir(parents=True, exist_ok=True)
+        n = write_grpo_data(args.train, paths["train"])
+        if paths["dev"]:
+            write_grpo_data(args.dev, paths["dev"])
+        logging.info("%s: %d GRPO prompts from %s", paths["train"], n, args.train)
     runs_before = set(_version_dirs(output_dir))
     env = dict(os.environ)
     # A local model dir needs no hub; without this ms-swift (check_model) spends ~7 s retrying a network call.
@@ -275,8 +357,10 @@ def run(args: argparse.Namespace) -> Path:
                 logs += [str(p) for p in new_run.glob("logging.jsonl")]
             else:  # nothing to resume from: an empty v<N>-* would only look like a run
                 shutil.rmtree(new_run, ignore_errors=True)
-        raise SystemExit(f"`swift sft` failed with exit code {ret.returncode}; its error is in the messages above "
-                         f"(in the recipe: {output_dir}/sft.log){'; training log: ' + logs[0] if logs else ''}")
+        raise SystemExit(f"`swift {'rlhf' if args.rlhf else 'sft'}` failed with exit code {ret.returncode}; its error "
+                         "is in the messages above "
+                         f"(in the recipe: {output_dir}/{'grpo.log' if args.rlhf else 'sft.log'})"
+                         f"{'; training log: ' + logs[0] if logs else ''}")
     ckpt = resolve_checkpoint(output_dir, args.select)
     link = link_adapter(output_dir, ckpt)
     logging.info("adapter: %s -> %s", link, ckpt)

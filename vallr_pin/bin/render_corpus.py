@@ -69,6 +69,8 @@ from tqdm import tqdm
 
 from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import atomic_open
+from vallr_pin.text.held_out import lm_text_sentences
+
 SPLITS = ("train", "dev", "test")
 HSK_ATTRIBUTION = (
     "Sentences: hsk-sentences-audio 1.0.0 (PyPI), 4,354 HSK 3.0 graded Chinese sentences by the "
@@ -248,26 +250,6 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
                 jobs.append(Job(split, spk, spk_index, f"{spk}_{k:04d}", pool[cursor % len(pool)]))
                 cursor += 1
     return jobs
-
-
-def lm_text_sentences(candidates: Sequence[str], held_out: Sequence[str], min_overlap: int = 4) -> List[str]:
-    """Normalised Hanzi sentences of ``candidates`` (unique, in order) that share nothing with ``held_out``:
-    not equal to a held-out sentence, and neither containing nor contained in one when the shorter of the two
-    has ``min_overlap`` or more Hanzi (so "他开车的速度太快了吗" is dropped with "他开车的速度太快了")."""
-    from vallr_pin.text.normalize import normalize_text
-
-    held = {normalize_text(s) for s in held_out}
-    held.discard("")
-    out, seen = [], set()
-    for s in candidates:
-        t = normalize_text(s)
-        if not t or t in seen or t in held:
-            continue
-        if any(min(len(t), len(h)) >= min_overlap and (h in t or t in h) for h in held):
-            continue
-        seen.add(t)
-        out.append(t)
-    return out
 
 
 # -- rendering ---------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@
 #   stage 8  ms-swift LoRA SFT of the LLM
 #   stage 9  LLM refinement of dev/test (fine-tuned and zero-shot), scoring, RESULTS.md
 #            (beyond the paper, all options: llm_refine_opts "--mode constrained" / "--polish-rounds K",
-#            llm_gate, llm_context; external_nbest refines another recogniser's N-best in stages 7-9)
+#            llm_gate, llm_context; external_nbest refines another recogniser's N-best in stages 7-9;
+#            llm_noise_text adds synthetic N-best lists to stage 7; llm_grpo adds GRPO after the SFT of stage 8)
 # Every stage can be re-run alone (--stage N --stop-stage N) and redoes only that stage; stages 1, 5 and 6
 # skip jobs that already finished, so a re-run after a crash continues.
 set -euo pipefail
@@ -108,6 +109,16 @@ llm_tag=lora
 llm_data_opts=
 llm_sft_config=conf/llm_sft.yaml
 llm_sft_args=            # extra `swift sft` flags (override the config), e.g. "--max_steps 100"
+llm_noise_text=          # stage 7: text file(s) to make synthetic N-best lists from, with the errors measured on the
+                         #   training N-best (error-noise augmentation, vallr_pin/llm/noise.py); e.g. the mini recipe's
+                         #   downloads/mini_cnvsrc/lm_text.txt; their sentences must not be dev/test ones (the dev and
+                         #   test sets' data/<set>/text are excluded, near copies too); empty: off
+llm_noise_ratio=1.0      # stage 7: synthetic samples per real one (choose on dev)
+llm_grpo=false           # true: stage 8 goes on after the SFT with GRPO (ms-swift `swift rlhf --rlhf_type grpo`, reward
+                         #   CER(1-best) - CER(answer) + a one-line-of-Hanzi format term) -> ${llm_exp}/grpo/adapter,
+                         #   and stage 9 also refines with that adapter (the "fine-tuned LLM + GRPO" row)
+llm_grpo_config=conf/llm_grpo.yaml
+llm_grpo_args=           # extra `swift rlhf` flags (override the config), e.g. "--max_steps 20"
 llm_refine_opts=
 llm_backend=auto         # stage 9's ms-swift engine: auto (vllm when it is importable and the job sees CUDA, else
                          #   transformers; rescore mode always transformers), transformers or vllm
@@ -440,9 +451,17 @@ if run_stage 7 "LLM instruction data -> ${expdir}/llm_data"; then
       dev_nbest+=" ${ckpt}=${vsr_exp}/decode_${decode_tag}_${ckpt}/${valid_set}/nbest.jsonl"
     done
   fi
+  noise_opts=""
+  if [ -n "${llm_noise_text}" ]; then
+    for f in ${llm_noise_text}; do need 0 "${f}"; done
+    noise_opts="--noise-text ${llm_noise_text} --noise-ratio ${llm_noise_ratio} --noise-exclude"
+    for dset in $(echo "${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++'); do
+      if [ -f "data/${dset}/text" ]; then noise_opts+=" data/${dset}/text"; fi  # no evaluation sentence becomes a sample
+    done
+  fi
   # shellcheck disable=SC2086
   ${python} -m vallr_pin.bin.build_llm_data --train ${train_nbest} --dev ${dev_nbest} \
-    --out-dir "${expdir}/llm_data" $(context_opts "${train_set}" "${valid_set}") ${llm_data_opts}
+    --out-dir "${expdir}/llm_data" $(context_opts "${train_set}" "${valid_set}") ${noise_opts} ${llm_data_opts}
   end_stage 7
 fi
 
@@ -454,12 +473,22 @@ if run_stage 8 "ms-swift LoRA SFT -> ${llm_exp}"; then
     ${python} -m vallr_pin.bin.llm_sft --config "${llm_sft_config}" --model "${llm_model}" \
       --train "${expdir}/llm_data/train.jsonl" --val "${expdir}/llm_data/dev.jsonl" --output-dir "${llm_exp}" \
       ${llm_sft_args:+-- ${llm_sft_args}}
+  if [ "${llm_grpo}" = true ]; then
+    # RL with a verifiable reward, continuing the SFT adapter (vallr_pin/llm/grpo.py)
+    mkdir -p "${llm_exp}/grpo"
+    ${cuda_cmd} --gpu "${ngpu}" "${llm_exp}/grpo/grpo.log" \
+      ${python} -m vallr_pin.bin.llm_sft --rlhf grpo --config "${llm_grpo_config}" --model "${llm_model}" \
+        --init-adapter "${llm_exp}/adapter" --train "${expdir}/llm_data/train.jsonl" \
+        --val "${expdir}/llm_data/dev.jsonl" --output-dir "${llm_exp}/grpo" ${llm_grpo_args:+-- ${llm_grpo_args}}
+  fi
   end_stage 8
 fi
 
 if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
   [ -n "${llm_model}" ] || { log "Error: set llm_model= (a local model directory) in run.sh or --llm_model"; exit 1; }
   need 8 "${llm_exp}/adapter"
+  llm_modes="finetuned zeroshot"
+  if [ "${llm_grpo}" = true ]; then need 8 "${llm_exp}/grpo/adapter"; llm_modes="finetuned grpo zeroshot"; fi
   tune_on_dev=$([ "${llm_tune_fusion}" = true ] || [ "${llm_gate}" = true ] && echo true || echo false)
   [ -n "${external_nbest}" ] || for dset in ${test_sets} $([ "${tune_on_dev}" = true ] && echo "${valid_set}"); do
     need 5 "${vsr_exp}/decode_${decode_tag}_${inference_model%.pth}/${dset}/nbest.jsonl"
@@ -482,8 +511,9 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     for dset in ${refine_sets}; do import_external "${dset}"; score_dir "$(ref_of "${dset}")" "${ext_dir}/${dset}"; done
   fi
   # every (mode, set) refinement is its own process; llm_refine_nj of them run at once
-  for mode in finetuned zeroshot; do
+  for mode in ${llm_modes}; do
     adapter_opt=""; [ "${mode}" = finetuned ] && adapter_opt="--adapter ${llm_exp}/adapter"
+    [ "${mode}" = grpo ] && adapter_opt="--adapter ${llm_exp}/grpo/adapter"
     for dset in ${refine_sets}; do
       out=${llm_exp}/refine_${mode}/${dset}
       # shellcheck disable=SC2086
@@ -493,7 +523,7 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     done
   done
   wait_bg
-  for mode in finetuned zeroshot; do
+  for mode in ${llm_modes}; do
     apply_dirs=()
     for dset in ${refine_sets}; do apply_dirs+=("${llm_exp}/refine_${mode}/${dset}"); done
     if [ "${llm_tune_fusion}" = true ]; then
@@ -526,6 +556,12 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)"
     --failed "${dumpdir}/roi/{set}/failed"
     --set-note "${valid_set}=validation set: ${valid_uses} use it, so its CERs are not held-out figures")
+  if [ "${llm_grpo}" = true ]; then
+    results_opts+=(--system "dual + fine-tuned LLM + GRPO=${llm_exp}/refine_grpo/{set}/score_cer"
+      --ordering "dual + fine-tuned LLM > dual + fine-tuned LLM + GRPO"
+      --meta "GRPO after SFT: ${llm_grpo_config} (reward CER(1-best) - CER(answer) + format; ${llm_exp}/grpo/adapter)")
+  fi
+  [ -n "${llm_noise_text}" ] && results_opts+=(--meta "instruction data: + synthetic N-best lists from ${llm_noise_text} (ratio ${llm_noise_ratio}, ${expdir}/llm_data/stats.json)")
   if [ -n "${external_nbest}" ]; then
     results_opts=(--out RESULTS.md --sets ${test_sets} --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
       --system "external (stage I)=${ext_dir}/{set}/score_cer"
@@ -536,6 +572,9 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
       --meta "Stage I: the external recogniser's N-best in ${external_nbest}"
       --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from ${external_nbest}/${train_set}"
       --set-note "${valid_set}=validation set: ${valid_uses} use it, so its CERs are not held-out figures")
+    [ "${llm_grpo}" = true ] && results_opts+=(
+      --system "external + fine-tuned LLM + GRPO=${llm_exp}/refine_grpo/{set}/score_cer"
+      --ordering "external + fine-tuned LLM > external + fine-tuned LLM + GRPO")
   fi
   [ -n "${paper_results}" ] && results_opts+=(--paper-ref "${paper_results}")
   end_stage 9
@@ -553,7 +592,7 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
       [ -f "${f}" ] && cp "${f}" "figures/viseme_confusion_$(basename "${mexp}")_${dset}.png"
     done
   done
-  for mode in finetuned zeroshot; do
+  for mode in ${llm_modes}; do
     f=${llm_exp}/refine_${mode}/${valid_set}/gate_curve.png
     [ "${llm_gate}" = true ] && [ -f "${f}" ] && cp "${f}" "figures/gate_curve_${mode}.png"
   done
