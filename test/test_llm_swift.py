@@ -196,6 +196,22 @@ def test_llm_sft_failure_leaves_no_empty_run_dir(work, tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["v0-20260101-000000"]
 
 
+def test_llm_sft_removes_the_empty_run_dir_of_a_killed_run(work, tmp_path, monkeypatch):
+    """A stage 8 killed with SIGKILL before ms-swift's first save leaves an empty v<N>-*/ (no wrapper clean-up
+    runs); the next run removes it before starting, keeps a run with a checkpoint, and links its own."""
+    out = tmp_path / "out"
+    (out / "v0-20260101-000000" / "checkpoint-2").mkdir(parents=True)
+    (out / "v1-20260102-000000").mkdir()  # killed before its first save
+    (out / "v1-20260102-000000" / "args.json").write_text("{}")
+    fake_swift = ("import os, sys; d = os.path.join(sys.argv[1], 'v2-20260103-000000', 'checkpoint-4'); "
+                  "os.makedirs(d)")
+    monkeypatch.setattr(llm_sft, "build_command", lambda args, options: [sys.executable, "-c", fake_swift, str(out)])
+    llm_sft.main(["--config", CONF, "--model", str(work["model"]), "--train", str(work["data"] / "train.jsonl"),
+                  "--output-dir", str(out), "--device", "cpu"])
+    assert sorted(p.name for p in out.iterdir()) == ["adapter", "v0-20260101-000000", "v2-20260103-000000"]
+    assert os.readlink(out / "adapter") == os.path.join("v2-20260103-000000", "checkpoint-4")
+
+
 def test_swift_sft_lora_on_cpu(work, adapter):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM

@@ -53,6 +53,17 @@ def test_unsorted_file_is_caught_and_fixed(tmp_path):
     assert (d / ".backup" / "text").read_text().splitlines()[0] == lines[2]  # the original, unsorted
 
 
+def test_temporary_dir_of_a_killed_run_is_removed(tmp_path):
+    """A fix_data_dir.sh killed with SIGKILL runs no EXIT trap and leaves data/x/.fix_data_dir.XXXXXX behind
+    (found by test_recipe_faults.py in dump/roi/<set>); the next run removes it."""
+    d = good_dir(tmp_path)
+    stale = d / ".fix_data_dir.AbC123"
+    stale.mkdir()
+    (stale / "text").write_text("half-done\n")
+    assert sh("fix_data_dir.sh", "data/x", cwd=tmp_path).returncode == 0
+    assert not list(d.glob(".fix_data_dir.*"))
+
+
 def test_missing_utterance_is_caught_and_removed(tmp_path):
     d = good_dir(tmp_path)
     write(d / "text", (d / "text").read_text().splitlines()[:2])  # spk2-0001 has no text

@@ -41,7 +41,10 @@ for f in video.scp text text_pinyin landmarks.scp feats.scp utt2num_frames feats
   elif [[ " $utt_extra_files " == *" $f "* ]]; then echo "$prog: warning: $data/$f (--utt-extra-files) not found"; fi
 done
 
-# Work next to the data so the final moves are renames on one file system.
+# Work next to the data so the final moves are renames on one file system. A run killed with SIGKILL (which
+# runs no EXIT trap) left its temporary directory behind: remove those first (one fix_data_dir.sh at a time
+# per directory, as ever).
+rm -rf "$data"/.fix_data_dir.??????
 tmp=$(mktemp -d "$data/.fix_data_dir.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 

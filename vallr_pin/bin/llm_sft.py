@@ -15,7 +15,8 @@ checked against the fields of ms-swift's own ``swift sft`` argument dataclass (`
 of the installed ms-swift), so a mistyped key (``lora_rnak``) stops at once with one line naming the key and the
 closest valid one, instead of ms-swift failing half a minute into the run. A config that is not YAML, or not a
 mapping of sections, is named in one line too. When ``swift sft`` fails, the ``v<N>-*`` run directory it made
-is removed unless it holds a checkpoint (resumable work is kept).
+is removed unless it holds a checkpoint (resumable work is kept); one that a killed run left without a
+checkpoint is removed when the next run starts.
 
 ms-swift writes ``<output-dir>/v<N>-<timestamp>/checkpoint-<step>/``; afterwards this wrapper resolves the
 checkpoint to use (the best by validation loss when a dev set is given, else the last), points the symlink
@@ -187,6 +188,14 @@ def _version_dirs(output_dir: Path) -> List[Path]:
     return sorted(runs, key=lambda p: int(re.match(r"v(\d+)-", p.name).group(1)))
 
 
+def remove_runs_without_checkpoint(runs: Iterable[Path]) -> None:
+    """Delete the ``v<N>-*`` run directories among ``runs`` that hold no ``checkpoint-*``: nothing to resume from,
+    and an empty run would only look like one."""
+    for run in runs:
+        if not any(run.glob("checkpoint-*")):
+            shutil.rmtree(run, ignore_errors=True)
+
+
 def resolve_checkpoint(output_dir: Path, select: str = "best") -> Path:
     """The checkpoint of the newest run: ``best_model_checkpoint`` (or ``last_model_checkpoint``) from the run's
     ``logging.jsonl`` summary, else its highest ``checkpoint-N``."""
@@ -334,6 +343,9 @@ def run(args: argparse.Namespace) -> Path:
         print(" ".join(cmd))
         return output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed before its first save (SIGKILL: the clean-up after a failure below never ran) left its
+    # v<N>-* behind: remove it now, as a failed run's is (test/test_recipe_faults.py kills stage 8).
+    remove_runs_without_checkpoint(_version_dirs(output_dir))
     if args.rlhf:
         from vallr_pin.llm.grpo import write_grpo_data
 
@@ -351,12 +363,9 @@ def run(args: argparse.Namespace) -> Path:
         env["CUDA_VISIBLE_DEVICES"] = ""
     ret = subprocess.run(cmd, env=env)
     if ret.returncode != 0:
-        logs = []
-        for new_run in sorted(set(_version_dirs(output_dir)) - runs_before):
-            if any(new_run.glob("checkpoint-*")):
-                logs += [str(p) for p in new_run.glob("logging.jsonl")]
-            else:  # nothing to resume from: an empty v<N>-* would only look like a run
-                shutil.rmtree(new_run, ignore_errors=True)
+        new_runs = sorted(set(_version_dirs(output_dir)) - runs_before)
+        remove_runs_without_checkpoint(new_runs)  # nothing to resume from: an empty v<N>-* would only look like a run
+        logs = [str(p) for run in new_runs if run.is_dir() for p in run.glob("logging.jsonl")]
         raise SystemExit(f"`swift {'rlhf' if args.rlhf else 'sft'}` failed with exit code {ret.returncode}; its error "
                          "is in the messages above "
                          f"(in the recipe: {output_dir}/{'grpo.log' if args.rlhf else 'sft.log'})"

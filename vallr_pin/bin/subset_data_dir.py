@@ -21,7 +21,7 @@ from vallr_pin.cli import add_log_level, user_errors
 from vallr_pin.datadir import read_kv, speaker_stratified_subset, utt2spk_to_spk2utt, write_kv
 
 LISTS = ("feats.scp", "text", "text_pinyin", "utt2spk", "utt2num_frames", "feats_shape", "video.scp",
-         "landmarks.scp", "pose.scp", "failed")
+         "landmarks.scp", "pose.scp", "visemes.scp", "align.scp", "failed")
 
 
 def _write_if_changed(path: Path, items: dict) -> None:

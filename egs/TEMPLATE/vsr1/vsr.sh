@@ -184,6 +184,13 @@ need() {  # need <stage that writes them> <file>...
 need_ckpts() {  # stages 6 and 7 read the checkpoints stage 4 kept
   [ -n "$(kept_ckpts)" ] || { log "Error: no checkpoints in ${vsr_exp}/ckpt_keep (keep_epochs in ${vsr_config}): run stage 4 first (./run.sh --stage 4)"; exit 1; }
 }
+frame_files_in() {  # frame_files_in <dir>: those of the per-frame files (--frame_targets/labels/align) in <dir>
+  local f out=""
+  for f in ${frame_targets} ${frame_labels} ${frame_align}; do
+    if [ -f "$1/${f}" ]; then out+=" ${f}"; fi
+  done
+  echo "${out# }"
+}
 end_stage() {  # record "stage N seconds" (latest run wins) for RESULTS.md
   local n=$1 t=$((SECONDS - stage_start))
   { [ -f "${timing}" ] && grep -v "^stage $n " "${timing}"; echo "stage $n $t"; } | sort -n -k2 > "${timing}.tmp" || true
@@ -218,9 +225,12 @@ if run_stage 1 "lip ROI extraction -> ${dumpdir}/roi"; then
         ${lm_opts} --roi-size "${roi_size}" --out-dir "${dir}" --job-id JOB ${roi_opts}
     ${python} -m vallr_pin.bin.lip_roi --merge --out-dir "${dir}" --nj "${_nj}"
     # The dump dir is the data dir training reads: utterances that failed ROI extraction drop out here,
-    # data/<set> keeps everything so stage 1 can be re-run from it.
+    # data/<set> keeps everything so stage 1 can be re-run from it. The per-frame training files go with
+    # them: ESPnet's collect-stats reads every file of a set line by line together and stops on a key that
+    # one file has and the others not (an utterance that failed here).
+    for f in $(frame_files_in "${src}"); do cp "${src}/${f}" "${dir}/"; done
     cp "${src}/text" "${src}/utt2spk" "${dir}/"
-    utils/fix_data_dir.sh "${dir}"
+    utils/fix_data_dir.sh --utt-extra-files "$(frame_files_in "${dir}")" "${dir}"
     [ -s "${dir}/failed" ] && log "  ${dset}: $(wc -l < "${dir}/failed") utterance(s) failed, see ${dir}/failed"
   done
   end_stage 1
@@ -236,7 +246,7 @@ if run_stage 2 "text normalisation, toneless pinyin, token lists"; then
   for dset in ${all_sets}; do
     dir=${dumpdir}/roi/${dset}
     cp "data/${dset}/text" "data/${dset}/text_pinyin" "data/${dset}/utt2spk" "${dir}/"
-    utils/fix_data_dir.sh "${dir}"
+    utils/fix_data_dir.sh --utt-extra-files "$(frame_files_in "${dir}")" "${dir}"
   done
   end_stage 2
 fi
@@ -247,10 +257,10 @@ data_opts() {  # data_opts train|valid <set>
   echo "--$1_data_path_and_name_and_type ${d}/feats.scp,video,kaldi_ark" \
        "--$1_data_path_and_name_and_type ${d}/text,text,text" \
        "--$1_data_path_and_name_and_type ${d}/text_pinyin,text_pinyin,text"
-  # data/<set> lists every utterance; ESPnet reads only those of the shape file (the dump dir's)
-  [ -z "${frame_targets}" ] || echo "--$1_data_path_and_name_and_type data/$2/${frame_targets},frame_targets,npy"
-  [ -z "${frame_labels}" ] || echo "--$1_data_path_and_name_and_type data/$2/${frame_labels},frame_labels,npy"
-  [ -z "${frame_align}" ] || echo "--$1_data_path_and_name_and_type data/$2/${frame_align},frame_align,npy"
+  # the dump dir's copies (stage 1), which have only the utterances of its feats.scp
+  [ -z "${frame_targets}" ] || echo "--$1_data_path_and_name_and_type ${d}/${frame_targets},frame_targets,npy"
+  [ -z "${frame_labels}" ] || echo "--$1_data_path_and_name_and_type ${d}/${frame_labels},frame_labels,npy"
+  [ -z "${frame_align}" ] || echo "--$1_data_path_and_name_and_type ${d}/${frame_align},frame_align,npy"
 }
 token_opts="--token_list ${token_list_dir}/char/tokens.txt --pinyin_token_list ${token_list_dir}/pinyin/tokens.txt"
 
@@ -259,6 +269,7 @@ check_frame_files() {  # the per-frame training data named by --frame_targets / 
   for f in ${frame_targets} ${frame_labels} ${frame_align}; do
     for dset in ${train_set} ${valid_set}; do
       [ -f "data/${dset}/${f}" ] || { log "Error: data/${dset}/${f} missing (--frame_targets/--frame_labels/--frame_align): re-run stage 0, or drop the option and the frame losses (or splice_prob) of the train config"; exit 1; }
+      [ -f "${dumpdir}/roi/${dset}/${f}" ] || { log "Error: ${dumpdir}/roi/${dset}/${f} missing: run stage 1 again (./run.sh --stage 1 --stop-stage 2: it copies data/${dset}/${f} there, less the utterances that failed; finished jobs are skipped)"; exit 1; }
     done
   done
 }
