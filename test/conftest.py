@@ -14,6 +14,8 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slurm: runs jobs through a real single-node Slurm cluster "
                             "(tools/slurm_cluster.sh); skipped when Slurm/munge are not installed")
     config.addinivalue_line("markers", "distributed: starts several training processes (torchrun, gloo on CPU)")
+    config.addinivalue_line("markers", "faults: runs the CI mini recipe again under faults (kill -9 inside stages, "
+                            "a corrupted corpus); about one recipe run per test")
 
 
 @pytest.fixture(scope="session")

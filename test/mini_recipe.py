@@ -8,6 +8,7 @@ Tests that change what is in it work on ``copy_recipe(recipe, dst)`` instead.
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,10 +58,9 @@ def copy_recipe(recipe: Path, top: Path) -> Path:
     return dst
 
 
-def snapshot(recipe: Path, *dirs: str) -> dict:
-    """{relative path: (sha1, mtime_ns)} of every result file under ``dirs`` (logs and stage timings excluded:
-    they differ from run to run by design), and the adapter_* files behind exp/llm_lora/adapter."""
-    out = {}
+def _result_files(recipe: Path, dirs):
+    """(relative path, bytes) of every result file under ``dirs`` (see :func:`snapshot`), the bytes with the
+    parts that differ between runs by design taken out."""
     for d in dirs:
         top = recipe / d
         paths = sorted(top.rglob("*")) if top.is_dir() else [top]
@@ -80,8 +80,67 @@ def snapshot(recipe: Path, *dirs: str) -> dict:
                     data = json.dumps({k: v for k, v in json.loads(data).items() if k != "utts_per_second"}).encode()
                 if p.name == "RESULTS.md":  # its time-per-stage line changes with every run by design
                     data = b"\n".join(ln for ln in data.split(b"\n") if b"time per stage" not in ln)
-                out[str(p.relative_to(recipe))] = (hashlib.sha1(data).hexdigest(), p.stat().st_mtime_ns)
+                yield p, str(p.relative_to(recipe)), data
+
+
+def snapshot(recipe: Path, *dirs: str) -> dict:
+    """{relative path: (sha1, mtime_ns)} of every result file under ``dirs`` (logs and stage timings excluded:
+    they differ from run to run by design), and the adapter_* files behind exp/llm_lora/adapter."""
+    return {rel: (hashlib.sha1(data).hexdigest(), p.stat().st_mtime_ns) for p, rel, data in _result_files(recipe, dirs)}
+
+
+MS_SWIFT_RUN_DIR = re.compile(r"v\d+-\d")  # exp/llm_<tag>/v<N>-<timestamp>/
+LIP_ROI_DONE = re.compile(r"feats(\.\d+)?\.done")
+
+
+def portable_snapshot(recipe: Path, *dirs: str) -> dict:
+    """{relative path: sha1} of the files :func:`snapshot` covers, comparable between two copies of the recipe:
+    the copy's own absolute path inside a file (data/<set>/video.scp, ...) reads as ``<recipe>``, and ms-swift's
+    timestamped run directories are left out (their adapter is compared through exp/llm_<tag>/adapter), and so
+    are what holds a run's own clock: stage 1's job done markers (dump/roi/<set>/feats.J.done: a hash of the
+    input videos' mtimes), ESPnet's plots of measured times (exp/vsr_<tag>/images/*_time.png) and its
+    checkpoint.pth (the reporter with those times; its weights are the last {N}epoch.pth's, compared)."""
+    roots = sorted({str(recipe), str(recipe.resolve())}, key=len, reverse=True)
+    out = {}
+    for _, rel, data in _result_files(recipe, dirs):
+        name = Path(rel).name
+        if (any(MS_SWIFT_RUN_DIR.match(part) for part in Path(rel).parts) or LIP_ROI_DONE.fullmatch(name)
+                or name == "checkpoint.pth" or (name.endswith("_time.png") and Path(rel).parent.name == "images")):
+            continue
+        for root in roots:
+            data = data.replace(root.encode(), b"<recipe>")
+        out[rel] = hashlib.sha1(data).hexdigest()
     return out
+
+
+def owner_stage(rel: str) -> int:
+    """The recipe stage that last writes the result file ``rel`` (a path relative to the recipe directory)."""
+    parts = rel.split("/")
+    if parts[0] == "downloads":
+        return 0
+    if parts[0] == "data":
+        if parts[1] == "token_list" or parts[-1] in ("text", "text_pinyin", "text.orig", "text.sha1", "empty_text"):
+            return 2  # stage 2 normalises data/<set>/text in place (stage 0's transcript kept as text.orig)
+        return 0
+    if parts[0] == "dump":
+        if parts[2].startswith("train_sub"):
+            return 6  # stage 6's subset of the training set (--nbest_train_subset)
+        return 2 if parts[-1] in ("text", "text_pinyin", "utt2spk", "spk2utt") else 1
+    if parts[0] == "RESULTS.md":
+        return 9
+    if parts[1] == "decode_logs":  # the decode lists stages 5 and 6 give their jobs
+        return {"stage5": 5, "stage6": 6}[parts[2]]
+    if parts[1] == "vsr_stats":
+        return 3
+    if parts[1] in ("vsr_dual", "vsr_char"):
+        if parts[2].startswith("decode_"):
+            return 5 if parts[2].endswith("_valid.acc_char.ave") else 6
+        return 4
+    if parts[1] == "llm_data":
+        return 7
+    if parts[1] == "llm_lora":
+        return 9 if parts[2].startswith("refine_") else 8
+    raise AssertionError(f"no stage owns {rel}")
 
 
 def build_mini_recipe(top: Path) -> Path:

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from mini_recipe import ROOT, run_recipe, snapshot
+from mini_recipe import ROOT, owner_stage, run_recipe, snapshot
 
 from vallr_pin.bin.tune_fusion import load_guard
 from vallr_pin.datadir import read_kv
@@ -71,36 +71,6 @@ def test_stage_outputs_fit_together(recipe):
             rec = json.loads(line)
             raw, text, reason = ScoredNbest.from_record(rec).pick(weights, load_guard(out))
             assert texts[rec["utt"]] == rec["text"] == text and (rec["raw"], rec["reason"]) == (raw, reason)
-
-
-def owner_stage(rel: str) -> int:
-    """The recipe stage that last writes the result file ``rel`` (a path relative to the recipe directory)."""
-    parts = rel.split("/")
-    if parts[0] == "downloads":
-        return 0
-    if parts[0] == "data":
-        if parts[1] == "token_list" or parts[-1] in ("text", "text_pinyin", "text.orig", "text.sha1", "empty_text"):
-            return 2  # stage 2 normalises data/<set>/text in place (stage 0's transcript kept as text.orig)
-        return 0
-    if parts[0] == "dump":
-        if parts[2].startswith("train_sub"):
-            return 6  # stage 6's subset of the training set (--nbest_train_subset)
-        return 2 if parts[-1] in ("text", "text_pinyin", "utt2spk", "spk2utt") else 1
-    if parts[0] == "RESULTS.md":
-        return 9
-    if parts[1] == "decode_logs":  # the decode lists stages 5 and 6 give their jobs
-        return {"stage5": 5, "stage6": 6}[parts[2]]
-    if parts[1] == "vsr_stats":
-        return 3
-    if parts[1] in ("vsr_dual", "vsr_char"):
-        if parts[2].startswith("decode_"):
-            return 5 if parts[2].endswith("_valid.acc_char.ave") else 6
-        return 4
-    if parts[1] == "llm_data":
-        return 7
-    if parts[1] == "llm_lora":
-        return 9 if parts[2].startswith("refine_") else 8
-    raise AssertionError(f"no stage owns {rel}")
 
 
 def test_every_stage_rerun_alone_reproduces_its_outputs_and_leaves_earlier_stages_alone(recipe):
