@@ -181,6 +181,17 @@ def test_grpo_on_cpu_continues_the_sft_adapter_and_uses_this_reward(work, tmp_pa
     conf = json.loads((ckpt / "adapter_config.json").read_text())
     sft_conf = json.loads((work["sft"] / "adapter" / "adapter_config.json").read_text())
     assert (conf["r"], conf["lora_alpha"]) == (sft_conf["r"], sft_conf["lora_alpha"]) == (8, 32)
+    # it continued the SFT adapter rather than a fresh LoRA (whose lora_B starts at zero): after 3 small steps
+    # every lora_B is still close to the SFT one, which is not zero
+    from safetensors.torch import load_file
+
+    grpo_w = load_file(str(ckpt / "adapter_model.safetensors"))
+    sft_w = load_file(str((work["sft"] / "adapter").resolve() / "adapter_model.safetensors"))
+    lora_b = [k for k in sft_w if "lora_B" in k]
+    assert lora_b and set(lora_b) <= set(grpo_w)
+    for k in lora_b:
+        assert sft_w[k].norm() > 0, k
+        assert (grpo_w[k] - sft_w[k]).norm() < 0.5 * sft_w[k].norm(), k
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(work["model"]), str(out / "adapter"))
     logs = [json.loads(ln) for ln in open(next(out.glob("v*-*/logging.jsonl")), encoding="utf-8")]
     steps = [r for r in logs if "rewards/CerGain/mean" in r]

@@ -283,3 +283,12 @@ def test_noise_text_with_no_usable_sentence_is_one_clear_error(data, tmp_path, c
                              "--noise-text", str(bad), "--noise-exclude", str(data["dir"] / "test_text")])
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and "no sentence left for synthetic samples" in errors[0] and "held_out" in errors[0]
+
+
+@pytest.mark.parametrize("ratio", ["0", "0.0001"])
+def test_a_noise_ratio_that_makes_no_sample_is_one_clear_error(data, ratio, caplog):
+    """0, or a ratio that rounds to no synthetic row, used to end in an IndexError traceback."""
+    with pytest.raises(SystemExit):
+        data["build"](f"zero_{ratio}", "--noise-ratio", ratio)
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and f"--noise-ratio {ratio}" in errors[0]

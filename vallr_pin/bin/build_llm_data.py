@@ -123,8 +123,8 @@ def build_noise_rows(args, train_in, dev_in, train_rows: List[dict], template, m
     from vallr_pin.llm.noise import NoiseMaker, measure, read_sentences
     from vallr_pin.text.held_out import HeldOutSentences
 
-    if args.noise_ratio < 0:
-        raise ValueError(f"--noise-ratio {args.noise_ratio}: must be >= 0")
+    if args.noise_ratio <= 0:
+        raise ValueError(f"--noise-ratio {args.noise_ratio}: must be > 0 (leave out --noise-text for none)")
     real = [e for _, es in train_in for e in es]
     profile, records = measure(real)
     if not records:
@@ -142,10 +142,10 @@ def build_noise_rows(args, train_in, dev_in, train_rows: List[dict], template, m
         counts["read"] += 1
         if t in seen:
             counts["duplicate"] += 1
+        elif not lo <= len(t) <= hi:  # the cheap test first: leaks() is quadratic in the line's length
+            counts["length"] += 1
         elif held.leaks(t):
             counts["held_out"] += 1
-        elif not lo <= len(t) <= hi:
-            counts["length"] += 1
         else:
             pool.append(t)
         seen.add(t)
@@ -155,14 +155,21 @@ def build_noise_rows(args, train_in, dev_in, train_rows: List[dict], template, m
                          "held out)")
     random.Random(args.noise_seed).shuffle(pool)
     n_target = round(args.noise_ratio * len(train_rows))
+    if n_target == 0:
+        raise ValueError(f"--noise-ratio {args.noise_ratio} x {len(train_rows)} training rows rounds to no "
+                         "synthetic sample; raise it or leave out --noise-text")
     # substitutes come from the characters of the sentences used and of the recogniser's hypotheses (not the
     # whole text: a corpus-sized file would cost a pinyin look-up per line)
     maker = NoiseMaker(profile, records, pool[:n_target] + [t for e in real for t in e.texts], seed=args.noise_seed)
     # calibrated on as many lists as will be made (at least 500, at most 2000: ~1 s per 100 lists and round)
     maker.calibrate(pool, rounds=args.noise_calibration_rounds, sample=min(2000, max(500, n_target)))
+    maker.fallbacks.clear()  # count only the lists written, not the calibration's draws
     synthetic = [maker.entry(f"noise-{n:06d}", pool[n % len(pool)]) for n in range(n_target)]
     # never a held-out sentence, whatever the code above does
-    assert not any(held.leaks(e.ref) for e in synthetic)
+    leaked = [e.ref for e in synthetic if held.leaks(e.ref)]
+    if leaked:  # not an assert: it must hold under python -O too
+        raise RuntimeError(f"noise augmentation would train on {len(leaked)} held-out sentence(s), e.g. "
+                           f"'{leaked[0]}'; this is a bug, please report it")
     rows, stats = build_split([("noise", synthetic)], args.lang, template, max_cands)
     real_prompts = {json.dumps(r["messages"][:-1], ensure_ascii=False) for r in train_rows}
     kept = [r for r in rows if json.dumps(r["messages"][:-1], ensure_ascii=False) not in real_prompts]

@@ -19,7 +19,8 @@ is removed unless it holds a checkpoint (resumable work is kept); one that a kil
 checkpoint is removed when the next run starts.
 
 ms-swift writes ``<output-dir>/v<N>-<timestamp>/checkpoint-<step>/``; afterwards this wrapper resolves the
-checkpoint to use (the best by validation loss when a dev set is given, else the last), points the symlink
+checkpoint to use (the best by validation loss when a dev set is given, by mean reward with --rlhf grpo,
+ms-swift's metric_for_best_model there, else the last), points the symlink
 ``<output-dir>/adapter`` at it, and prints its path. Stage 9 loads ``<output-dir>/adapter``.
 
 RL with a verifiable reward after SFT (``--rlhf grpo``, issue 19): the same wrapper runs ms-swift's

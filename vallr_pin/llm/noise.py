@@ -20,9 +20,9 @@ What is measured (jiwer alignments; every rate per character of the side compare
   1-best (``from_onebest``: a model rescoring with its pinyin branch, or a recogniser without one).
 - ``list_sizes``: how many hypotheses a list has.
 
-How a synthetic list is made (:meth:`NoiseMaker.make`): one measured list is drawn as a *donor*, with
-probability proportional to its reference length (so that the per-character rates are reproduced whatever the
-lengths of the new sentences), and its error counts, scaled to the new sentence's length (stochastic rounding;
+How a synthetic list is made (:meth:`NoiseMaker.make`): one measured list is drawn as a *donor*, uniformly
+among the lists whose reference has the new sentence's length (or the nearest length measured), and its error
+counts, scaled to the new sentence's length (stochastic rounding;
 a donor with errors always gives at least one), are applied: the 1-best corrupts the sentence, each further
 rank corrupts the 1-best (preferring the 1-best's wrong positions and repairing them at the measured shares),
 and the pinyin line is a corrupted copy of the sentence's reading with the donor's syllable errors (or the

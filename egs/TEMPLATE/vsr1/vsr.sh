@@ -572,7 +572,6 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
       --ordering "dual + fine-tuned LLM > dual + fine-tuned LLM + GRPO"
       --meta "GRPO after SFT: ${llm_grpo_config} (reward CER(1-best) - CER(answer) + format; ${llm_exp}/grpo/adapter)")
   fi
-  [ -n "${llm_noise_text}" ] && results_opts+=(--meta "instruction data: + synthetic N-best lists from ${llm_noise_text} (ratio ${llm_noise_ratio}, ${expdir}/llm_data/stats.json)")
   if [ -n "${external_nbest}" ]; then
     results_opts=(--out RESULTS.md --sets ${test_sets} --title "$(basename "$(dirname "$PWD")")/$(basename "$PWD")"
       --system "external (stage I)=${ext_dir}/{set}/score_cer"
@@ -587,6 +586,8 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
       --system "external + fine-tuned LLM + GRPO=${llm_exp}/refine_grpo/{set}/score_cer"
       --ordering "external + fine-tuned LLM > external + fine-tuned LLM + GRPO")
   fi
+  # after the external-N-best branch, which starts results_opts afresh
+  [ -n "${llm_noise_text}" ] && results_opts+=(--meta "instruction data: + synthetic N-best lists from ${llm_noise_text} (ratio ${llm_noise_ratio}, ${expdir}/llm_data/stats.json)")
   [ -n "${paper_results}" ] && results_opts+=(--paper-ref "${paper_results}")
   end_stage 9
   results_opts+=(--meta "time per stage (s, latest run): $(awk '{printf "%s%s=%s", sep, $2, $3; sep=", "}' "${timing}")")
