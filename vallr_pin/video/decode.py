@@ -38,6 +38,13 @@ import numpy as np
 TARGET_FPS = 25.0
 TRUNCATION_TOLERANCE = 0.05  # fraction of the declared frames that may be missing before a clip is "truncated"
 TRUNCATION_MIN_FRAMES = 3
+
+
+def allowed_missing(declared: int) -> float:
+    """How many of a clip's ``declared`` frames may be missing before it counts as truncated."""
+    return max(TRUNCATION_MIN_FRAMES, TRUNCATION_TOLERANCE * declared)
+
+
 SPOOL_MEMORY_BYTES = 16 << 20  # FrameSpool: frames kept in memory before they go to a temporary file
 
 
@@ -71,7 +78,7 @@ def check_not_truncated(path: str, num_frames: int) -> None:
     """Raise :class:`TruncatedVideoError` if ``num_frames`` decodable frames fall short of the declared count by
     more than the tolerance (see the module docstring)."""
     declared = declared_frame_count(path)
-    if declared and num_frames < declared - max(TRUNCATION_MIN_FRAMES, TRUNCATION_TOLERANCE * declared):
+    if declared and num_frames < declared - allowed_missing(declared):
         raise TruncatedVideoError(
             path, f"only {num_frames} of the {declared} frames its header declares are in the file (a cut-short "
             "download or copy?); re-copy it or drop the utterance")
@@ -212,7 +219,7 @@ class VideoClip:
         finally:
             cap.release()
         missing = self.num_source_frames - n
-        if frame is None or missing > max(TRUNCATION_MIN_FRAMES, TRUNCATION_TOLERANCE * self.num_source_frames):
+        if frame is None or missing > allowed_missing(self.num_source_frames):
             raise VideoReadError(
                 self.path, f"the stream ends after {n} of its {self.num_source_frames} frames (corrupt or cut "
                 "short?); re-copy or re-encode it, or drop the utterance")
