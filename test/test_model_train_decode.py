@@ -279,3 +279,88 @@ def test_pinyin_rescoring_reranks_the_beam_by_the_pinyin_branch(trained):
         char_cfg.pop("pinyin_decoder_conf", None)
         (trained["root"] / "char.yaml").write_text(yaml.safe_dump(char_cfg, allow_unicode=True), encoding="utf-8")
         VideoToText(train_config=str(trained["root"] / "char.yaml"), model_file=model, pinyin_rescore_weight=1.0)
+
+
+def _train_char_lm(trained) -> Path:
+    """An ESPnet character LM (espnet2.bin.lm_train, 2 epochs) on the fixture's transcripts, with its token list:
+    what vsr.sh stage 4 trains with --use_lm true."""
+    root, data = trained["root"], trained["data"]
+    lm_dir = root / "lm"
+    if (lm_dir / "valid.loss.best.pth").exists():
+        return lm_dir
+    (root / "lm.yaml").write_text(yaml.safe_dump({
+        "lm": "seq_rnn", "lm_conf": {"unit": 32, "nlayers": 1}, "optim": "adam", "optim_conf": {"lr": 0.01},
+        "max_epoch": 2, "batch_type": "folded", "batch_size": 4, "num_workers": 0, "seed": 0,
+        "best_model_criterion": [["valid", "loss", "min"]], "keep_nbest_models": 1}), encoding="utf-8")
+    common = [sys.executable, "-m", "espnet2.bin.lm_train", "--config", str(root / "lm.yaml"), "--ngpu", "0",
+              "--token_type", "char", "--token_list", str(data / "char_tokens.txt"), "--use_preprocessor", "true",
+              "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none", "--bpemodel", "none",
+              "--train_data_path_and_name_and_type", f"{data}/text,text,text",
+              "--valid_data_path_and_name_and_type", f"{data}/text,text,text"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    subprocess.run(common + ["--collect_stats", "true", "--output_dir", str(root / "lm_stats"),
+                             "--train_shape_file", str(data / "text"), "--valid_shape_file", str(data / "text")],
+                   check=True, env=env, capture_output=True)
+    subprocess.run(common + ["--output_dir", str(lm_dir), "--fold_length", "150",
+                             "--train_shape_file", str(root / "lm_stats/train/text_shape"),
+                             "--valid_shape_file", str(root / "lm_stats/valid/text_shape")],
+                   check=True, env=env, capture_output=True)
+    return lm_dir
+
+
+def test_character_lm_is_fused_into_the_character_beam_search(trained):
+    """--lm_weight w with the LM of stage 4: the character search has it as a scorer of weight w, the LM score of
+    every final hypothesis is the LM's own log-probability of its tokens and <sos/eos> (so the token lists line
+    up), the pinyin search has no LM, and the decode's signature names the LM by content (a new LM re-decodes)
+    while a decode without one keeps the signature it had before LMs existed."""
+    from espnet2.tasks.lm import LMTask
+
+    from vallr_pin.bin.vsr_inference import get_parser
+    from vallr_pin.decoding.jobs import signature
+    from vallr_pin.decoding.search import VideoToText, load_lm
+    from vallr_pin.tasks.vsr import VSRTask
+
+    data, exp = trained["data"], trained["exp"]
+    lm_dir = _train_char_lm(trained)
+    lm_cfg, lm_file = str(lm_dir / "config.yaml"), str(lm_dir / "valid.loss.best.pth")
+    model = str(exp / "ckpt_keep" / f"{MAX_EPOCH}epoch.pth")
+    v = VideoToText(train_config=str(exp / "config.yaml"), model_file=model, beam_size=4, nbest=4,
+                    lm_train_config=lm_cfg, lm_file=lm_file, lm_weight=0.7)
+    assert v.beam_search.weights["lm"] == 0.7 and "lm" in v.beam_search.full_scorers
+    assert "lm" not in v.pinyin_beam_search.full_scorers
+
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    utt = sorted(feats)[0]
+    pre = VSRTask.build_preprocess_fn(v.train_args, train=False)
+    video = torch.from_numpy(pre(utt, {"video": feats[utt]})["video"]).float().unsqueeze(0)
+    lm, _ = LMTask.build_model_from_file(lm_cfg, lm_file, "cpu")
+    with torch.no_grad():
+        enc, _ = v.model.encode(video, torch.tensor([video.size(1)]))
+        hyps = v.beam_search(x=enc[0], maxlenratio=0.0, minlenratio=0.0)
+        assert hyps
+        eos, maxlen = len(v.token_list) - 1, enc.size(1)  # maxlenratio 0: up to the encoder length
+        for hyp in hyps:
+            # a hypothesis still running at the maximum length gets an <eos> appended that nothing scored
+            forced = len(hyp.yseq) == maxlen + 2
+            ids = torch.tensor([hyp.yseq[1:-1].tolist()])
+            nll, _ = lm.nll(ids, torch.tensor([ids.size(1)]))  # per token, <sos/eos> added by the LM itself
+            expected = -float(nll[0, : ids.size(1)].sum() if forced else nll[0].sum())
+            assert float(hyp.scores["lm"]) == pytest.approx(expected, abs=1e-3), (hyp.yseq.tolist(), forced)
+        assert VideoToText(train_config=str(exp / "config.yaml"), model_file=model, beam_size=4, nbest=4,
+                           lm_train_config=lm_cfg, lm_file=lm_file, lm_weight=0.0).beam_search.weights.get("lm") is None
+
+    with pytest.raises(ValueError, match="another token list"):
+        load_lm(lm_cfg, lm_file, list(reversed(v.token_list)), "cpu")
+    with pytest.raises(FileNotFoundError, match="stage 4"):
+        load_lm(lm_cfg, str(lm_dir / "no.pth"), v.token_list, "cpu")
+
+    base = ["--train_config", str(exp / "config.yaml"), "--model_file", model, "--output_dir", "x",
+            "--data_path_and_name_and_type", f"{data}/feats.scp,video,kaldi_ark"]
+    no_lm = signature(get_parser().parse_args(base))
+    assert not any(k.startswith("lm") for k in no_lm["options"])
+    with_lm = signature(get_parser().parse_args(base + ["--lm_weight", "0.7", "--lm_train_config", lm_cfg,
+                                                        "--lm_file", lm_file]))
+    assert with_lm["options"]["lm_weight"] == 0.7
+    import hashlib
+
+    assert with_lm["options"]["lm_file"][2] == hashlib.sha1(Path(lm_file).read_bytes()).hexdigest()

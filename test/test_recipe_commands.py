@@ -225,3 +225,56 @@ def test_stages_7_to_9_with_noise_augmentation_and_grpo(recipe):
     assert "dual + fine-tuned LLM > dual + fine-tuned LLM + GRPO" in opt(results, "--ordering")
     p = run_vsr(recipe, "--stage", "8", "--stop-stage", "8", "--llm_grpo", "yes")
     assert p.returncode != 0 and "--llm_grpo takes true or false" in p.stderr  # utils/parse_options.sh
+
+
+def test_use_lm_trains_a_character_lm_and_every_decode_fuses_it(recipe):
+    """--use_lm true: stage 2 writes the LM's text (held out: the valid and test sets), stage 3 its shapes,
+    stage 4 trains it after the char-only baseline with the VSR model's tokens, stages 5 and 6 pass it to every
+    decode; without it every decode gets --lm_weight 0, whatever the decode config says."""
+    for d in ("data/train", "data/dev", "data/test"):  # what stage 2's prepare_text (recorded, not run) writes
+        utts = [ln.split()[0] for ln in (recipe / d / "text").read_text().splitlines()]
+        (recipe / d / "utt2spk").write_text("".join(f"{u} s\n" for u in utts))
+        (recipe / d / "text_pinyin").write_text("".join(f"{u} ni hao\n" for u in utts))
+    (recipe / "conf").mkdir()
+    (recipe / "conf" / "decode_vsr.yaml").write_text("lm_weight: 0.3\n")
+    (recipe / "extra.txt").write_text("我们去学校\n")
+    for name in ("vsr_stats/train/video_shape", "vsr_stats/valid/video_shape", "lm_stats/train/text_shape"):
+        (recipe / "exp" / name).parent.mkdir(parents=True, exist_ok=True)
+        (recipe / "exp" / name).write_text("")
+    (recipe / "data" / "token_list" / "char").mkdir(parents=True)
+    (recipe / "data" / "token_list" / "pinyin").mkdir(parents=True)
+    for t in ("char", "pinyin"):
+        (recipe / "data" / "token_list" / t / "tokens.txt").write_text("")
+    (recipe / "dump" / "lm").mkdir(parents=True)
+    for name in ("train.txt", "valid.txt"):
+        (recipe / "dump" / "lm" / name).write_text("")
+    (recipe / "exp" / "lm_char").mkdir(parents=True)
+    for name in ("config.yaml", "valid.loss.best.pth"):
+        (recipe / "exp" / "lm_char" / name).write_text("")
+    lm = ["--use_lm", "true", "--lm_train_text", "extra.txt", "--lm_args", "--max_epoch 1"]
+    p = run_vsr(recipe, "--stage", "2", "--stop-stage", "6", "--train_in_parallel", "true", *lm)
+    assert p.returncode == 0, p.stderr
+    (text,) = module_calls(recipe, "prepare_lm_text")
+    assert opt(text, "--transcripts") == ["data/train/text"] and opt(text, "--valid") == ["data/dev/text"]
+    held = text[text.index("--held-out") + 1:text.index("--text")]
+    assert sorted(held) == ["data/dev/text", "data/test/text"] and opt(text, "--text") == ["extra.txt"]
+    lm_calls = [c for c in calls(recipe) if c[0] == "python" and c[1:3] == ["-m", "espnet2.bin.lm_train"]]
+    assert len(lm_calls) == 2  # stage 3's collect-stats, stage 4's training
+    stats, train = lm_calls
+    assert opt(stats, "--collect_stats") == ["true"] and opt(train, "--max_epoch") == ["1"]
+    for c in lm_calls:
+        assert opt(c, "--token_list") == ["data/token_list/char/tokens.txt"] and opt(c, "--token_type") == ["char"]
+    assert opt(train, "--output_dir") == ["exp/lm_char"]
+    flat = [" ".join(c) for c in calls(recipe)]
+    order = [i for i, c in enumerate(flat) if "train_vsr_char" in c or "espnet2.bin.lm_train --config" in c]
+    assert len(order) >= 2 and "espnet2.bin.lm_train" in flat[order[-1]]  # the LM after the char-only model
+    decodes = inference_jobs(recipe)
+    assert len(decodes) == 2
+    for _, _, args, _ in decodes:
+        assert opt(args, "--lm_train_config") == ["exp/lm_char/config.yaml"]
+        assert opt(args, "--lm_file") == ["exp/lm_char/valid.loss.best.pth"]
+    (recipe.parents[2] / "rec" / "calls").unlink()
+    p = run_vsr(recipe, "--stage", "5", "--stop-stage", "5")
+    assert p.returncode == 0, p.stderr
+    ((_, _, args, _),) = inference_jobs(recipe)
+    assert opt(args, "--lm_weight") == ["0"] and not opt(args, "--lm_file")

@@ -11,6 +11,7 @@ points back into the recipe::
     vsr/config.yaml       the training config (both token lists inline, preprocessor_conf: crop and normalisation)
     vsr/model.pth         the chosen checkpoint
     vsr/char_tokens.txt, vsr/pinyin_tokens.txt   the token lists, one per line (for reading; config.yaml rules)
+    lm/config.yaml, lm/model.pth   the character LM stage 5 fused (vsr.sh --use_lm true), when it did
     llm/adapter/          the LoRA adapter (adapter_config.json, weights, ms-swift's args.json) -- not the base LLM
     RESULTS.md            the recipe's results, as they were when packing
     README.md             the model card: training data, CER, how to run it
@@ -121,7 +122,8 @@ def load_manifest(model_dir: PathLike) -> Dict:
     if conf["format_version"] != FORMAT_VERSION:
         raise ModelDirError(f"{path}: format_version {conf['format_version']}, this vallr-pin reads "
                             f"{FORMAT_VERSION}; re-pack the model with this version's python -m vallr_pin.bin.pack_model")
-    for key in ("vsr.config", "vsr.model_file") + (("llm.adapter",) if conf.get("llm") else ()):
+    for key in (("vsr.config", "vsr.model_file") + (("lm.config", "lm.model_file") if conf.get("lm") else ())
+                + (("llm.adapter",) if conf.get("llm") else ())):
         if not (model_dir / _get(conf, key)).exists():
             raise ModelDirError(f"{model_dir}: {key} '{_get(conf, key)}' is missing from the directory; re-pack it")
     return conf
@@ -194,6 +196,24 @@ def score_summaries(exp: Path, model_file: Path) -> Dict[str, Dict]:
     return out
 
 
+def _lm_files(decode: Dict):
+    """(config, checkpoint) of the character LM stage 5 fused (``lm_weight`` > 0), taken out of ``decode``; the
+    checkpoint must still be the one it decoded with. None without an LM."""
+    config, model = decode.pop("lm_train_config", None), decode.pop("lm_file", None)
+    if not decode.get("lm_weight"):
+        return None
+    if not config or not model:
+        raise ModelDirError(f"the decoding options set lm_weight {decode['lm_weight']} but name no LM; pack from "
+                            "a stage-5 decode (it records its LM), or set lm_weight: 0")
+    paths = [Path(x[0] if isinstance(x, list) else x) for x in (config, model)]
+    for path in paths:
+        if not path.is_file():
+            raise ModelDirError(f"the LM stage 5 decoded with, {path}, is gone; re-run stages 4-5 (--use_lm true)")
+    if isinstance(model, list) and _sha1(paths[1]) != model[2]:
+        raise ModelDirError(f"{paths[1]} changed since stage 5 decoded with it; re-run stage 5 before packing")
+    return paths
+
+
 def _copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dst)
@@ -240,8 +260,10 @@ def pack_model_dir(out: PathLike, exp: PathLike, model_file: Optional[PathLike] 
                 "pinyin_token_list": "vsr/pinyin_tokens.txt" if train_config.get("pinyin_token_list") else None},
         "roi": roi,
         "decode": decode,
+        "lm": None,
         "llm": None,
     }
+    lm_files = _lm_files(decode)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -253,6 +275,10 @@ def pack_model_dir(out: PathLike, exp: PathLike, model_file: Optional[PathLike] 
                 (tmp / "vsr" / name).write_text("".join(f"{t}\n" for t in tokens), encoding="utf-8")
             elif isinstance(tokens, str) and Path(tokens).is_file():
                 _copy(Path(tokens), tmp / "vsr" / name)
+        if lm_files is not None:
+            _copy(lm_files[0], tmp / "lm" / "config.yaml")
+            _copy(lm_files[1], tmp / "lm" / "model.pth")
+            manifest["lm"] = {"config": "lm/config.yaml", "model_file": "lm/model.pth"}
         if llm_exp is not None:
             manifest["llm"] = _pack_llm(tmp, Path(llm_exp), llm_model, refine_dir)
         results = Path(results) if results else Path("RESULTS.md")
@@ -339,9 +365,14 @@ def _write_espnet_meta(model_dir: Path) -> None:
     import torch
 
     files = {"vsr_model_file": "vsr/model.pth"}
+    if (model_dir / "lm" / "model.pth").is_file():
+        files["lm_file"] = "lm/model.pth"
     files.update({f"llm_{p.name}": str(p.relative_to(model_dir)) for p in sorted((model_dir / "llm").rglob("*"))
                   if p.is_file()} if (model_dir / "llm").is_dir() else {})
-    meta = {"files": files, "yaml_files": {"vsr_train_config": "vsr/config.yaml", "manifest": "model.yaml"},
+    yaml_files = {"vsr_train_config": "vsr/config.yaml", "manifest": "model.yaml"}
+    if (model_dir / "lm" / "config.yaml").is_file():
+        yaml_files["lm_train_config"] = "lm/config.yaml"
+    meta = {"files": files, "yaml_files": yaml_files,
             "timestamp": datetime.now().timestamp(), "python": sys.version, "torch": str(torch.__version__),
             "espnet": espnet.__version__}
     with open(model_dir / "meta.yaml", "w", encoding="utf-8") as f:
@@ -430,6 +461,9 @@ def _count_lines(path: str) -> Optional[int]:
 def manifest_paths(model_dir: Path, conf: Dict) -> Dict[str, Path]:
     """The files of a loaded manifest as absolute paths."""
     out = {"config": model_dir / conf["vsr"]["config"], "model_file": model_dir / conf["vsr"]["model_file"]}
+    if conf.get("lm"):
+        out["lm_config"] = model_dir / conf["lm"]["config"]
+        out["lm_file"] = model_dir / conf["lm"]["model_file"]
     if conf.get("llm"):
         out["adapter"] = model_dir / conf["llm"]["adapter"]
     return out
@@ -439,7 +473,7 @@ def decode_kwargs(decode: Dict) -> Dict:
     """VideoToText keyword arguments from model.yaml's ``decode`` section (vsr_inference option names)."""
     names = ("beam_size", "ctc_weight", "penalty", "maxlenratio", "minlenratio", "nbest", "beam_search_impl",
              "pinyin_decode_mode", "pinyin_beam_size", "pinyin_ctc_weight", "normalize_length",
-             "pinyin_rescore_weight")
+             "pinyin_rescore_weight", "lm_weight")
     return {k: decode[k] for k in names if k in decode}
 
 

@@ -168,8 +168,10 @@ class Recognizer:
 
             if self.threads:
                 torch.set_num_threads(self.threads)
+            lm = {f"lm_{k}": str(self.paths[f"lm_{k}"]) for k in ("config", "file") if f"lm_{k}" in self.paths}
             self._vsr = VideoToText(train_config=str(self.paths["config"]), model_file=str(self.paths["model_file"]),
-                                    device=self.device, **decode_kwargs(self.manifest["decode"]))
+                                    device=self.device, lm_train_config=lm.get("lm_config"), lm_file=lm.get("lm_file"),
+                                    **decode_kwargs(self.manifest["decode"]))
             self._pre = VSRTask.build_preprocess_fn(self._vsr.train_args, train=False)
         return self._vsr
 

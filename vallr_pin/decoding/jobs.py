@@ -54,6 +54,9 @@ def signature(args: argparse.Namespace) -> Dict:
         "beam_size", "ctc_weight", "penalty", "maxlenratio", "minlenratio", "nbest", "beam_search_impl",
         "pinyin_decode_mode", "pinyin_beam_size", "pinyin_ctc_weight", "normalize_length",
         "pinyin_rescore_weight")}
+    if args.lm_weight:  # the LM's files, by content, like the model's (no LM: the signature of before it existed)
+        opts.update(lm_weight=args.lm_weight, lm_train_config=file_id(args.lm_train_config),
+                    lm_file=file_id(args.lm_file))
     return dict(model_file=file_id(args.model_file), train_config=file_id(args.train_config),
                 data=[list(x) for x in args.data_path_and_name_and_type], keys=keys_digest,
                 ref_text=args.ref_text, options=opts)
@@ -131,6 +134,7 @@ def decode_job(args: argparse.Namespace) -> None:
         beam_search_impl=args.beam_search_impl, pinyin_decode_mode=args.pinyin_decode_mode,
         pinyin_beam_size=args.pinyin_beam_size, pinyin_ctc_weight=args.pinyin_ctc_weight,
         normalize_length=args.normalize_length, pinyin_rescore_weight=args.pinyin_rescore_weight,
+        lm_train_config=args.lm_train_config, lm_file=args.lm_file, lm_weight=args.lm_weight,
     )
     loader = VSRTask.build_streaming_iterator(
         data_path_and_name_and_type=args.data_path_and_name_and_type,
@@ -169,6 +173,11 @@ def check_job_args(args: argparse.Namespace, where: str = "") -> None:
              ("--ref_text", args.ref_text, "the set's data/<set>/text")]
     files += [("--data_path_and_name_and_type", triple[0], "the set's dump/roi/<set>/feats.scp (stage 1)")
               for triple in args.data_path_and_name_and_type]
+    if args.lm_weight:
+        if not args.lm_train_config or not args.lm_file:
+            raise DecodeListError(f"{where}--lm_weight {args.lm_weight} needs --lm_train_config and --lm_file")
+        files += [("--lm_train_config", args.lm_train_config, "the exp/lm_<tag>/config.yaml stage 4 wrote"),
+                  ("--lm_file", args.lm_file, "a checkpoint of the LM of stage 4")]
     for opt, path, what in files:
         if path is not None and not os.path.isfile(path):
             raise DecodeListError(f"{where}{opt} {path}: no such file; give {what}")

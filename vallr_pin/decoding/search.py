@@ -21,7 +21,8 @@ packed model (:mod:`vallr_pin.recognizer`) decode with.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Sequence, Tuple
+import os
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -35,8 +36,9 @@ class Recognition:
 
 
 def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_weight: float, penalty: float,
-                      impl: str, normalize_length: bool = False):
-    """ESPnet joint CTC/attention beam search over ``token_list`` (``<sos/eos>`` = last token)."""
+                      impl: str, normalize_length: bool = False, lm=None, lm_weight: float = 0.0):
+    """ESPnet joint CTC/attention beam search over ``token_list`` (``<sos/eos>`` = last token), with an
+    optional ESPnet language model (``lm``: the ``.lm`` of an ``LMTask`` model) in shallow fusion."""
     from espnet.nets.batch_beam_search import BatchBeamSearch
     from espnet.nets.beam_search import BeamSearch
     from espnet.nets.scorer_interface import BatchScorerInterface
@@ -46,6 +48,8 @@ def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_w
     eos = len(token_list) - 1
     scorers = dict(decoder=decoder, ctc=CTCPrefixScorer(ctc=ctc, eos=eos), length_bonus=LengthBonus(len(token_list)))
     weights = dict(decoder=1.0 - ctc_weight, ctc=ctc_weight, length_bonus=penalty)
+    if lm is not None and lm_weight:
+        scorers["lm"], weights["lm"] = lm, lm_weight
     beam_search = BeamSearch(
         beam_size=beam_size, weights=weights, scorers=scorers, sos=eos, eos=eos, vocab_size=len(token_list),
         token_list=token_list, pre_beam_score_key=None if ctc_weight == 1.0 else "full",
@@ -61,6 +65,23 @@ def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_w
     return beam_search.eval()
 
 
+def load_lm(lm_train_config: Optional[str], lm_file: Optional[str], token_list: List[str], device: str):
+    """The scorer of an ESPnet character LM (``LMTask``), checked to share the VSR model's token list."""
+    from espnet2.tasks.lm import LMTask
+
+    if not lm_train_config or not lm_file:
+        raise ValueError("a non-zero --lm_weight needs --lm_train_config and --lm_file (the LM of stage 4)")
+    for path in (lm_train_config, lm_file):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"language model file {path} not found; train it (vsr.sh --use_lm true, "
+                                    "stage 4) or decode with --lm_weight 0")
+    lm, lm_args = LMTask.build_model_from_file(lm_train_config, lm_file, device)
+    if list(lm_args.token_list) != list(token_list):
+        raise ValueError(f"the LM of {lm_train_config} has another token list than the VSR model; train it on "
+                         "the VSR model's token list (stage 2's data/token_list/char/tokens.txt)")
+    return lm.lm.eval()
+
+
 class VideoToText:
     """A trained model + its beam searches. ``__call__`` takes normalised video and returns recognitions.
 
@@ -72,13 +93,17 @@ class VideoToText:
         pinyin_decode_mode: ``attention`` or ``ctc``; pinyin_beam_size / pinyin_ctc_weight for ``attention``.
         pinyin_rescore_weight: weight of the pinyin branch's score of each character hypothesis's reading
             (module docstring); needs a dual model when > 0.
+        lm_train_config, lm_file, lm_weight: a character language model trained by ESPnet's ``lm_train``
+            (``config.yaml`` and a checkpoint of the same run) and its weight in the character beam search
+            (shallow fusion, as ESPnet's ``asr_inference``); its token list must be the model's.
     """
 
     def __init__(self, train_config: str, model_file: str, device: str = "cpu", beam_size: int = 10,
                  ctc_weight: float = 0.3, penalty: float = 0.0, maxlenratio: float = 0.0,
                  minlenratio: float = 0.0, nbest: int = 10, beam_search_impl: str = "batch",
                  pinyin_decode_mode: str = "attention", pinyin_beam_size: int = 5, pinyin_ctc_weight: float = 0.3,
-                 normalize_length: bool = False, pinyin_rescore_weight: float = 0.0):
+                 normalize_length: bool = False, pinyin_rescore_weight: float = 0.0,
+                 lm_train_config: Optional[str] = None, lm_file: Optional[str] = None, lm_weight: float = 0.0):
         from vallr_pin.tasks.vsr import VSRTask
 
         model, train_args = VSRTask.build_model_from_file(train_config, None, device)
@@ -105,8 +130,10 @@ class VideoToText:
         self.pinyin_decode_mode = pinyin_decode_mode
         self.pinyin_rescore_weight = pinyin_rescore_weight
         self.pinyin_ctc_weight = pinyin_ctc_weight
+        lm = load_lm(lm_train_config, lm_file, self.token_list, device) if lm_weight else None
         self.beam_search = build_beam_search(model.decoder, model.ctc, self.token_list, beam_size, ctc_weight,
-                                             penalty, beam_search_impl, normalize_length).to(device)
+                                             penalty, beam_search_impl, normalize_length, lm,
+                                             lm_weight).to(device)
         self.pinyin_beam_search = None
         if model.has_pinyin_branch and pinyin_decode_mode == "attention":
             self.pinyin_beam_search = build_beam_search(

@@ -5,10 +5,10 @@
 # Usage: ./run.sh [--stage N] [--stop-stage M] [--nj 4] [--ngpu 0] [--gpu_inference false] [--option value ...]
 #   stage 0  local/data.sh: corpus -> data/{train,dev,test}
 #   stage 1  lip ROI extraction -> dump/roi/<set>/feats.scp (nj jobs)
-#   stage 2  text normalisation, toneless pinyin, token lists
+#   stage 2  text normalisation, toneless pinyin, token lists (use_lm: the character LM's text)
 #   stage 3  ESPnet collect-stats (shape files)
-#   stage 4  train the dual-decoder model (and the char-only baseline)
-#   stage 5  decode dev/test (char N-best + pinyin), score CER, error analysis
+#   stage 4  train the dual-decoder model (and the char-only baseline; use_lm: the character LM)
+#   stage 5  decode dev/test (char N-best + pinyin; use_lm: LM shallow fusion), score CER, error analysis
 #   stage 6  N-best dumping on the training set (and dev) from early/mid/late checkpoints
 #   stage 7  LLM instruction data from those N-best lists
 #   stage 8  ms-swift LoRA SFT of the LLM
@@ -87,6 +87,16 @@ frame_align=             # e.g. align.scp: per-frame character index data/<set>/
                          #   to training as 'frame_align', for the splice augmentation (train config splice_prob > 0;
                          #   the mini recipe's renderer timing, or any forced alignment of a real corpus)
 
+# Character LM (ESPnet's lm_train, as asr.sh --use_lm): text in stage 2, collect-stats in stage 3, training in
+# stage 4, shallow fusion in the character beam search of stages 5-6 with decode_config's lm_weight
+use_lm=false
+lm_tag=char
+lm_config=conf/train_lm.yaml
+lm_args=                 # extra options for espnet2.bin.lm_train, e.g. "--max_epoch 1"
+lm_train_text=           # extra plain text files for the LM (cut into clauses; dev/test sentences and near copies are
+                         #   dropped), besides the training transcripts
+lm_inference_model=valid.loss.best.pth  # the LM checkpoint stages 5-6 decode with (file under exp/lm_<tag>)
+
 # Stages 5-6: decoding
 decode_config=conf/decode_vsr.yaml
 inference_model=valid.acc_char.ave.pth  # checkpoint decoded in stage 5 (file under exp/vsr_<tag>)
@@ -146,6 +156,9 @@ case "${llm_context}" in false|true|optional) ;; *) log "Error: --llm_context ${
 vsr_exp=${expdir}/vsr_${vsr_tag}
 char_exp=${expdir}/vsr_${char_tag}
 stats_dir=${expdir}/vsr_stats
+lm_exp=${expdir}/lm_${lm_tag}
+lm_stats_dir=${expdir}/lm_stats
+lm_dump=${dumpdir}/lm
 llm_exp=${expdir}/llm_${llm_tag}
 decode_tag=$(basename "${decode_config}" .yaml); decode_tag=${decode_tag#decode_}  # decode_<conf>_<ckpt>
 all_sets=$(echo "${train_set} ${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
@@ -248,6 +261,13 @@ if run_stage 2 "text normalisation, toneless pinyin, token lists"; then
     cp "data/${dset}/text" "data/${dset}/text_pinyin" "data/${dset}/utt2spk" "${dir}/"
     utils/fix_data_dir.sh --utt-extra-files "$(frame_files_in "${dir}")" "${dir}"
   done
+  if [ "${use_lm}" = true ]; then
+    held_out=""
+    for dset in $(echo "${valid_set} ${test_sets}" | tr ' ' '\n' | awk 'NF && !seen[$0]++'); do held_out+=" data/${dset}/text"; done
+    # shellcheck disable=SC2086
+    ${python} -m vallr_pin.bin.prepare_lm_text --out-dir "${lm_dump}" --transcripts "data/${train_set}/text" \
+      --valid "data/${valid_set}/text" --held-out ${held_out} ${lm_train_text:+--text ${lm_train_text}}
+  fi
   end_stage 2
 fi
 
@@ -263,6 +283,12 @@ data_opts() {  # data_opts train|valid <set>
   [ -z "${frame_align}" ] || echo "--$1_data_path_and_name_and_type ${d}/${frame_align},frame_align,npy"
 }
 token_opts="--token_list ${token_list_dir}/char/tokens.txt --pinyin_token_list ${token_list_dir}/pinyin/tokens.txt"
+lm_opts() {  # the options every ESPnet lm_train call shares: stage 2's text, the VSR model's characters as tokens
+  echo "--token_type char --token_list ${token_list_dir}/char/tokens.txt --non_linguistic_symbols none" \
+       "--cleaner none --g2p none --use_preprocessor true --bpemodel none" \
+       "--train_data_path_and_name_and_type ${lm_dump}/train.txt,text,text" \
+       "--valid_data_path_and_name_and_type ${lm_dump}/valid.txt,text,text"
+}
 
 check_frame_files() {  # the per-frame training data named by --frame_targets / --frame_labels / --frame_align must exist
   local f dset
@@ -287,6 +313,14 @@ if run_stage 3 "ESPnet collect-stats -> ${stats_dir}"; then
       --train_shape_file "${dumpdir}/roi/${train_set}/feats.scp" \
       --valid_shape_file "${dumpdir}/roi/${valid_set}/feats.scp" \
       --output_dir "${stats_dir}" --ngpu 0 --num_workers 0
+  if [ "${use_lm}" = true ]; then
+    need 2 "${lm_dump}/train.txt" "${lm_dump}/valid.txt"
+    # shellcheck disable=SC2046
+    ${train_cmd} "${lm_stats_dir}/log/stats.log" \
+      ${python} -m espnet2.bin.lm_train --collect_stats true --config "${lm_config}" $(lm_opts) \
+        --train_shape_file "${lm_dump}/train.txt" --valid_shape_file "${lm_dump}/valid.txt" \
+        --output_dir "${lm_stats_dir}" --ngpu 0 --num_workers 0
+  fi
   end_stage 3
 fi
 
@@ -312,16 +346,30 @@ train_model() {  # train_model <exp dir> <config>
       --resume true --output_dir "$1" ${dist_opts} ${train_args}
 }
 
-if run_stage 4 "train ${vsr_exp} (and ${char_tag:+${char_exp}})"; then
+train_lm() {  # the character LM (ESPnet's lm_train; resumes like the VSR models)
+  [ "${use_lm}" = true ] || return 0
+  mkdir -p "${lm_exp}"
+  log "  training ${lm_exp} with ${lm_config} on ${lm_dump}/train.txt ($(wc -l < "${lm_dump}/train.txt") lines)"
+  # shellcheck disable=SC2046,SC2086
+  ${train_cmd} "${lm_exp}/train.log" \
+    ${python} -m espnet2.bin.lm_train --config "${lm_config}" $(lm_opts) \
+      --train_shape_file "${lm_stats_dir}/train/text_shape" --valid_shape_file "${lm_stats_dir}/valid/text_shape" \
+      --fold_length 150 --resume true --output_dir "${lm_exp}" --ngpu 0 --num_workers 0 ${lm_args}
+}
+
+if run_stage 4 "train ${vsr_exp}${char_tag:+ and ${char_exp}}$([ "${use_lm}" = true ] && echo " and ${lm_exp}")"; then
   need 3 "${stats_dir}/train/video_shape" "${stats_dir}/valid/video_shape"
+  [ "${use_lm}" = true ] && need 3 "${lm_stats_dir}/train/text_shape"
   check_frame_files
   if [ "${train_in_parallel}" = true ] && [ -n "${char_tag}" ]; then
+    # the LM follows the char-only baseline, which finishes first, on the core it leaves
     train_model "${vsr_exp}" "${vsr_config}" & pid=$!
-    train_model "${char_exp}" "${char_config}" || { kill "${pid}" 2>/dev/null; exit 1; }
+    { train_model "${char_exp}" "${char_config}" && train_lm; } || { kill "${pid}" 2>/dev/null; exit 1; }
     wait "${pid}"
   else
     train_model "${vsr_exp}" "${vsr_config}"
     [ -n "${char_tag}" ] && train_model "${char_exp}" "${char_config}"
+    train_lm
   fi
   end_stage 4
 fi
@@ -331,6 +379,19 @@ fi
 # (vsr_inference --decode_list). One process per job, not per decode: importing ESPnet + FunASR costs 15-20 s
 # per process on a CPU, more than decoding a mini set takes. Each decode keeps its own directory, key splits and
 # .done markers, so a re-run skips what finished.
+# With the LM every decode fuses it (decode_config's lm_weight); without it, none does, whatever the config says.
+if [ "${use_lm}" = true ]; then
+  lm_decode_opts="--lm_train_config ${lm_exp}/config.yaml --lm_file ${lm_exp}/${lm_inference_model}"
+else
+  lm_decode_opts="--lm_weight 0"
+fi
+need_lm() {  # stages 5 and 6 with --use_lm true read the LM of stage 4
+  [ "${use_lm}" = true ] || return 0
+  need 4 "${lm_exp}/config.yaml" "${lm_exp}/${lm_inference_model}"
+  grep -q '^lm_weight: *[0-9.]*[1-9]' "${decode_config}" \
+    || log "Warning: --use_lm true, but ${decode_config} sets no lm_weight > 0: the LM is not used"
+}
+
 decodes=()
 queue_decode() {  # queue_decode <model exp> <checkpoint file> <set> <decode dir> [extra vsr_inference options]
   decodes+=("$1|$2|$3|$4|${5:-}")
@@ -361,7 +422,7 @@ run_decodes() {  # run_decodes <log dir>: decode, merge and score everything que
   # shellcheck disable=SC2086
   ${infer_cmd} --gpu "${infer_ngpu}" JOB=1:"${max_nj}" "${logdir}/inference.JOB.log" \
     ${python} -m vallr_pin.bin.vsr_inference --config "${decode_config}" --device "${infer_device}" \
-      --decode_list "${logdir}/decode_list.JOB" ${inference_args}
+      --decode_list "${logdir}/decode_list.JOB" ${lm_decode_opts} ${inference_args}
   for spec in "${decodes[@]}"; do
     IFS='|' read -r mexp ckpt dset dir extra <<< "${spec}"
     _nj=$(min "${infer_nj}" "$(wc -l < "${dumpdir}/roi/${dset}/feats.scp")")
@@ -390,6 +451,7 @@ score_dir() {  # score_dir <ref text> <dir with text>
 
 if run_stage 5 "decode ${test_sets} with ${inference_model}, score CER"; then
   for mexp in ${vsr_exp} ${char_tag:+${char_exp}}; do need 4 "${mexp}/config.yaml" "${mexp}/${inference_model}"; done
+  need_lm
   for dset in ${test_sets}; do need 1 "${dumpdir}/roi/${dset}/feats.scp"; need 2 "${dumpdir}/roi/${dset}/text_pinyin"; done
   for mexp in ${vsr_exp} ${char_tag:+${char_exp}}; do
     for dset in ${test_sets}; do
@@ -410,7 +472,7 @@ kept_ckpts() {  # the early/mid/late checkpoints stage 6 decodes (names without 
 }
 
 if run_stage 6 "N-best dumping on ${nbest_sets} from the kept checkpoints"; then
-  need 4 "${vsr_exp}/config.yaml"; need_ckpts
+  need 4 "${vsr_exp}/config.yaml"; need_ckpts; need_lm
   for dset in ${nbest_sets}; do need 1 "${dumpdir}/roi/${dset}/feats.scp"; need 2 "${dumpdir}/roi/${dset}/text_pinyin"; done
   ckpts=$(kept_ckpts)
   log "  checkpoints: ${ckpts}"
