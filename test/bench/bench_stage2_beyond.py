@@ -29,7 +29,8 @@ These are the commands vsr.sh's stages 7-9 run with ``--llm_noise_text``/``--llm
 ``--llm_grpo true``, written under ``--work`` (``noise_r<R>/``, ``grpo/``): the recipe's own ``exp/llm_data``
 and ``exp/llm_lora/adapter`` are read, never written. A finished piece (``llm_data/train.jsonl``, ``adapter``,
 a refinement's ``text``, ``fusion.json``) is not made again; the seconds each stage-7/8 step took are kept
-beside it (``*_wall_s``) and printed under the table.
+beside it (``*_wall_s``, and the CPU seconds ``*_cpu_s``: on a shared host wall time measures the other load)
+and printed under the table.
 
 For each: dev and test CER with S/D/I, LLM calls (utterance-rounds the LLM saw) and wall seconds of the
 refinement (quote them with the calibration printed first), and the paired bootstrap share of test resamples in
@@ -90,16 +91,25 @@ def job_env() -> dict:
 
 
 def run_logged(cmd: list, log_path: Path, cwd: Path, wall_path: Path) -> None:
-    """Run ``cmd`` with its output in ``log_path``; on success write its wall seconds to ``wall_path``."""
+    """Run ``cmd`` with its output in ``log_path``; on success write its wall seconds to ``wall_path`` and the
+    CPU seconds of it and its descendants (user + system, ``wait4``) beside it (``*cpu_s``): on a shared host
+    the wall time says more about the other load than about the job."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     with open(log_path, "w") as log:
         log.write("# " + " ".join(map(str, cmd)) + "\n")
         log.flush()
-        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=job_env()).returncode
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=cwd, env=job_env())
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = rc = os.waitstatus_to_exitcode(status)
     if rc != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({rc}); see {log_path}")
     wall_path.write_text(f"{time.time() - t0:.1f}\n")
+    cpu_path(wall_path).write_text(f"{usage.ru_utime + usage.ru_stime:.1f}\n")
+
+
+def cpu_path(wall_path: Path) -> Path:
+    return wall_path.with_name(wall_path.name.replace("wall_s", "cpu_s"))
 
 
 def on_dev(cer: dict):
@@ -180,11 +190,12 @@ def figures(out: Path, refs: dict) -> dict:
     if gate.exists():  # gated after the fact by tune_gate: the calls it kept
         calls = json.loads(gate.read_text()).get("llm_calls", calls)
     wall = float((out / "wall_s").read_text()) if (out / "wall_s").exists() else None
+    cpu = float((out / "cpu_s").read_text()) if (out / "cpu_s").exists() else None
     if wall is None and (out / "refine.log").exists():  # stage 9's own job: run.pl's accounting line
         m = re.search(r"elapsed time (\d+) seconds", (out / "refine.log").read_text(errors="replace"))
         wall = float(m.group(1)) if m else None
     return {"cer": sc.cer, "sub": sc.sub, "del": sc.dele, "ins": sc.ins, "n_ref": sc.n_ref, "calls": calls,
-            "wall_s": wall, "errs": [u.sub + u.dele + u.ins for u in sc.utts],
+            "wall_s": wall, "cpu_s": cpu, "errs": [u.sub + u.dele + u.ins for u in sc.utts],
             "lens": [len(u.ref) for u in sc.utts], "polish": stats.get("polish")}
 
 
@@ -215,18 +226,21 @@ def noise_text_of(args, recipe: Path) -> list:
 
 
 def wall_secs(d: Path) -> dict:
-    """The seconds of stages 7 / 8 recorded in ``d`` (``build_wall_s``, ``sft_wall_s``), those that exist."""
+    """The wall and CPU seconds of stages 7 / 8 recorded in ``d`` (``build_*_s``, ``sft_*_s``), those that
+    exist."""
     out = {}
-    for key in ("build", "sft"):
-        f = d / f"{key}_wall_s"
+    for key in ("build_wall", "build_cpu", "sft_wall", "sft_cpu"):
+        f = d / f"{key}_s"
         if f.exists():
             out[key] = float(f.read_text())
     return out
 
 
 def work_secs(d: Path) -> str:
+    """``stage 7 wall (CPU) / stage 8 wall (CPU)`` seconds of an adapter directory."""
     w = wall_secs(d)
-    return " / ".join(f"{w[k]:.0f} s" if k in w else "-" for k in ("build", "sft"))
+    return " / ".join(f"{w[k + '_wall']:.0f} ({w[k + '_cpu']:.0f} CPU) s" if k + "_wall" in w and k + "_cpu" in w
+                      else "-" for k in ("build", "sft"))
 
 
 def train_adapters(args, recipe: Path, work: Path, model: str, ref: dict, sets: list) -> dict:
@@ -418,6 +432,8 @@ def main(argv=None) -> int:
         win_s = paired_win_rate(stage9["errs"], t["errs"], t["lens"]) if name != \
             "stage 9: fine-tuned LLM rescoring, dev-tuned fusion" else None
         wall = "/".join("-" if x["wall_s"] is None else f"{x['wall_s']:.0f}" for x in (v, t))
+        if v["cpu_s"] is not None and t["cpu_s"] is not None:  # run by this version of the bench: CPU seconds too
+            wall += f" ({v['cpu_s']:.0f}/{t['cpu_s']:.0f} CPU)"
         lines.append(f"| {name}{' **(best on dev)**' if name == best else ''} | {v['cer']:.2f} | {t['cer']:.2f} "
                      f"[{t['sub']}/{t['del']}/{t['ins']}] | {v['calls']}/{t['calls']} | {wall} | "
                      f"{'-' if win_p is None else f'{win_p:.3f}'} | {'-' if win_s is None else f'{win_s:.3f}'} |")
@@ -432,8 +448,8 @@ def main(argv=None) -> int:
                      f"({', '.join(f'{k:g} {v:.2f}' for k, v in noise_cer.items())}); synthetic lists from "
                      f"{', '.join(os.path.relpath(f, recipe) for f in noise_text_of(args, recipe))}.")
     if adapters:
-        lines.append("Seconds to make each adapter, stage 7 (build_llm_data) / stage 8 (llm_sft), wall, at the "
-                     "calibration above: " + "; ".join(f"{n} {work_secs(work / n)}" for n in adapters) + ".")
+        lines.append("Seconds to make each adapter, stage 7 (build_llm_data) / stage 8 (llm_sft), wall (CPU), at "
+                     "the calibration above: " + "; ".join(f"{n} {work_secs(work / n)}" for n in adapters) + ".")
     table = "\n".join(lines)
     print(table)
     (work / "beyond.md").write_text(table + "\n")
