@@ -267,15 +267,24 @@ def train_adapters(args, recipe: Path, work: Path, model: str, ref: dict, sets: 
                         "--output-dir", str(d)]
             jobs[noise_name(r)] = (build, sft)
     if args.grpo_config:
-        for f in (llm_data / "train.jsonl", recipe / args.llm_exp / "adapter"):
+        grpo_conf, sft_adapter = recipe / args.grpo_config, recipe / args.llm_exp / "adapter"
+        for f, what in ((grpo_conf, "--grpo-config"), (llm_data / "train.jsonl", "stage 7"), (sft_adapter, "stage 8")):
             if not f.exists():
-                raise SystemExit(f"bench_stage2_beyond: {f} missing; run stages 7-8 first")
+                raise SystemExit(f"bench_stage2_beyond: {f} missing ({what}); run stages 7-8 first, or pass "
+                                 "--grpo-config, or --grpo-config '' for no GRPO row")
         d = work / "grpo"
-        grpo = PY + ["-m", "vallr_pin.bin.llm_sft", "--rlhf", "grpo", "--config", str(recipe / args.grpo_config),
-                     "--model", model, "--init-adapter", str((recipe / args.llm_exp / "adapter").resolve()),
+        build = None
+        if not has_onebest(llm_data / "train.jsonl"):
+            # stage 7 of an older version (no 'onebest', which the GRPO reward needs): stage 7 again, same inputs
+            llm_data = d / "llm_data"
+            train, dev = stage7_inputs(vsr_dir, args.decode_tag, args.valid, args.nbest_train)
+            build = PY + ["-m", "vallr_pin.bin.build_llm_data", "--train", *train, "--dev", *dev,
+                          "--out-dir", str(llm_data)]
+        grpo = PY + ["-m", "vallr_pin.bin.llm_sft", "--rlhf", "grpo", "--config", str(grpo_conf),
+                     "--model", model, "--init-adapter", str(sft_adapter.resolve()),
                      "--train", str(llm_data / "train.jsonl"), "--val", str(llm_data / "dev.jsonl"),
                      "--output-dir", str(d)]
-        jobs["grpo"] = (None, grpo)
+        jobs["grpo"] = (build, grpo)
     with ThreadPoolExecutor(max_workers=args.nj) as pool:
         futs = [pool.submit(run_logged, build, work / n / "build.log", recipe, work / n / "build_wall_s")
                 for n, (build, _) in jobs.items()
@@ -287,6 +296,12 @@ def train_adapters(args, recipe: Path, work: Path, model: str, ref: dict, sets: 
         for f in futs:
             f.result()
     return {n: work / n / "adapter" for n in jobs}
+
+
+def has_onebest(train_jsonl: Path) -> bool:
+    """Whether stage 7's rows carry ``onebest`` (the GRPO reward's CER(1-best); stage 7 writes it since issue 19)."""
+    with open(train_jsonl, encoding="utf-8") as f:
+        return "onebest" in json.loads(f.readline() or "{}")
 
 
 def tune_fusion(d: Path, valid: str, sets: list, ref: dict) -> None:
