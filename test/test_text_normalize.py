@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from vallr_pin.text.normalize import is_hanzi, normalize_text, read_integer
+from vallr_pin.text.normalize import is_hanzi, normalize_text, read_integer, read_sentences
 
 
 def norm(s):
@@ -126,3 +126,13 @@ def test_conversion_never_drops_a_character():
     # would drop; they keep their traditional form instead
     assert norm("鈇")[0] == "鈇"
     assert norm("二噁英")[0] == "二噁英"  # OpenCC's phrase 二噁英 -> 二\U0002BAC7英
+
+
+def test_read_sentences_kaldi_plain_or_told_per_line(tmp_path):
+    # the reader of stage 7's --noise-text (kaldi True/False) and of the tiny LLM's --text (None: per line)
+    f = tmp_path / "t.txt"
+    f.write_bytes("utt1 我们去银行。\n\n今天 天气很好\nabc\n２０２４年\nu2 123\n".encode("utf-8"))
+    assert read_sentences([f], kaldi=None) == ["我们去银行", "今天天气很好", "二零二四年", "一百二十三"]
+    # plain: the utterance ids are text too (utt1 -> 一)
+    assert read_sentences([f], kaldi=False) == ["一我们去银行", "今天天气很好", "二零二四年", "二一百二十三"]
+    assert read_sentences([f, f], kaldi=True) == ["我们去银行", "天气很好", "一百二十三"] * 2

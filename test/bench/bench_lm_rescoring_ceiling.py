@@ -80,7 +80,7 @@ def main(argv=None):
     if missing:
         print(f"skipped: {missing[0]} is missing (run egs/mini_cnvsrc/vsr1 through stage 5, or give --nbest/--text)")
         return
-    from vallr_pin.bin.make_tiny_llm import read_sentences  # the tiny LLM's own reader of the same files
+    from vallr_pin.text.normalize import read_sentences  # the tiny LLM's own reader of the same files
 
     lm = CharTrigram(read_sentences(args.text))
     for path in args.nbest:

@@ -120,8 +120,9 @@ def build_noise_rows(args, train_in, dev_in, train_rows: List[dict], template, m
     """Synthetic training rows from ``--noise-text`` (module docstring) and their statistics."""
     import random
 
-    from vallr_pin.llm.noise import NoiseMaker, measure, read_sentences
+    from vallr_pin.llm.noise import NoiseMaker, measure
     from vallr_pin.text.held_out import HeldOutSentences
+    from vallr_pin.text.normalize import read_sentences
 
     if args.noise_ratio <= 0:
         raise ValueError(f"--noise-ratio {args.noise_ratio}: must be > 0 (leave out --noise-text for none)")

@@ -23,19 +23,16 @@ import json
 import logging
 import math
 import random
-import re
 import shutil
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 from vallr_pin.cli import add_log_level, user_errors
-from vallr_pin.datadir import atomic_open, iter_kv
+from vallr_pin.datadir import atomic_open
 from vallr_pin.llm.prompt import template_words
-from vallr_pin.text.normalize import normalize_text
+from vallr_pin.text.normalize import normalize_text, read_sentences
 from vallr_pin.text.pinyin import pinyin_string, syllable_inventory
-
-HANZI_RE = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
 
 # Qwen's special tokens; <|im_end|> ends a turn (eos for chat), <|endoftext|> pads.
 ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
@@ -50,22 +47,14 @@ CHAT_TEMPLATE = (
 )
 
 
-def read_sentences(paths: Sequence[str]) -> List[str]:
-    """Hanzi sentences from Kaldi ``text`` files (``<utt> <sentence>``) or plain one-sentence-a-line files.
-
-    A line is taken as Kaldi when it has two or more fields and its first field holds no Hanzi (an utt id)."""
-    out = []
+def read_text(paths: Sequence[str]) -> List[str]:
+    """Hanzi sentences from Kaldi ``text`` files (``<utt> <sentence>``) or plain one-sentence-a-line files
+    (``read_sentences`` tells them apart per line), with the errors of this tool's ``--text``."""
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: --text file not found; give text files (Kaldi text or one sentence "
                                     "a line) that hold no dev/test sentence")
-        # iter_kv: one (first word, rest) per non-empty line; a line that is not UTF-8 is an error naming the
-        # file, the line and the iconv command
-        for first, rest in iter_kv(path):
-            sent = rest if rest and not HANZI_RE.search(first) else f"{first} {rest}"
-            sent = normalize_text(sent)
-            if sent:
-                out.append(sent)
+    out = read_sentences(paths)
     if not out:
         raise ValueError(f"no Chinese sentences found in {', '.join(map(str, paths))}; pass text in Hanzi (e.g. "
                          "the corpus's lm_text.txt or training transcripts) with --text")
@@ -205,7 +194,7 @@ def make_tiny_llm(text: Sequence[str], out: str, vocab_size: int = 3000, hidden:
     import torch
 
     torch.manual_seed(seed)
-    sentences = read_sentences(text)
+    sentences = read_text(text)
     docs = build_corpus(sentences, max_phrases, seed)
     tokenizer = train_tokenizer(docs, vocab_size)
     model = make_model(tokenizer, hidden, layers, heads, kv_heads, max_pos, seed)

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
+import unicodedata
 from typing import Optional, Union
 
 from vallr_pin.llm.guard import OutputGuard
 from vallr_pin.scoring.cer import normalize_hypothesis, score_utterance
-from vallr_pin.text.normalize import normalize_text
+from vallr_pin.text.normalize import is_hanzi, normalize_text
 
 PathLike = Union[str, os.PathLike]
 PLUGIN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "swift_plugin", "grpo_rewards.py")
-_ONE_LINE_HANZI = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 
 
 def answer_text(completion: Optional[str]) -> str:
@@ -56,8 +55,15 @@ def cer_gain_reward(completion: Optional[str], ref: str, onebest: str) -> float:
 
 
 def format_reward(completion: Optional[str]) -> float:
-    """1.0 when the completion is exactly one line of Chinese characters (surrounding whitespace allowed)."""
-    return 1.0 if _ONE_LINE_HANZI.fullmatch((completion or "").strip()) else 0.0
+    """1.0 when the completion is exactly one line of Chinese characters (surrounding whitespace allowed): every
+    character a Hanzi of ``is_hanzi``, or a compatibility form whose NFKC fold is one (as the normaliser folds it)."""
+    line = (completion or "").strip()
+    return 1.0 if line and all(_folds_to_hanzi(c) for c in line) else 0.0
+
+
+def _folds_to_hanzi(c: str) -> bool:
+    folded = unicodedata.normalize("NFKC", c)  # may be several characters (㎏ -> kg)
+    return is_hanzi(c) or (len(folded) == 1 and is_hanzi(folded))
 
 
 def write_grpo_data(src: PathLike, dst: PathLike) -> int:

@@ -591,24 +591,3 @@ class NoiseMaker:
             ref_py = hypothesis_pinyin(sentence).split()
             pinyin = " ".join(self._pinyin(ref_py, self._scaled(rec.pinyin, len(ref_py), self.pinyin_fix)))
         return texts, pinyin
-
-
-def read_sentences(paths: Sequence[str], kaldi: bool = False) -> List[str]:
-    """Normalised Hanzi sentences of text files, one a line (``kaldi``: ``<utt> <text>`` lines), in order,
-    empty ones dropped."""
-    from vallr_pin.text.normalize import normalize_text
-
-    out = []
-    for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if kaldi:
-                    parts = line.split(maxsplit=1)
-                    line = parts[1] if len(parts) > 1 else ""
-                try:
-                    t = normalize_text(line)
-                except ValueError as e:
-                    raise ValueError(f"{path}:{lineno}: {e}") from e
-                if t:
-                    out.append(t)
-    return out

@@ -45,10 +45,13 @@ that was only punctuation, Latin or emoji) is returned as ``""``; the caller dec
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections import Counter
-from typing import Optional
+from typing import List, Optional, Sequence, Union
+
+PathLike = Union[str, os.PathLike]
 
 _DIGITS = "零一二三四五六七八九"
 # Largest section units; a number with more than 9 digits is read digit by digit (rule 6), so 亿 is the top.
@@ -249,3 +252,27 @@ def normalize_text(text: str, counts: Optional[Counter] = None, *, traditional_t
         else:
             counts["other"] += 1
     return "".join(out)
+
+
+def read_sentences(paths: Sequence[PathLike], kaldi: Optional[bool] = None) -> List[str]:
+    """The normalised Hanzi sentences (``normalize_text``) of text files, one a line, in order; lines that
+    normalise to nothing are dropped.
+
+    ``kaldi``: True for ``<utt> <text>`` lines (the first field is dropped), False for one sentence a line (the
+    whole line is the sentence), None to tell per line: a line with two or more fields whose first field holds
+    no Hanzi is ``<utt> <text>``. A line that is not UTF-8 is an error naming the file and line
+    (``vallr_pin.datadir.iter_kv``); a missing file is a FileNotFoundError."""
+    from vallr_pin.datadir import iter_kv
+
+    out = []
+    for path in paths:
+        for first, rest in iter_kv(path):  # the line split at its first whitespace
+            is_kaldi = kaldi if kaldi is not None else bool(rest) and not any(is_hanzi(c) for c in first)
+            line = rest if is_kaldi else f"{first} {rest}"
+            try:
+                sentence = normalize_text(line)
+            except ValueError as e:
+                raise ValueError(f"{path}: line '{line[:40]}': {e}") from e
+            if sentence:
+                out.append(sentence)
+    return out
