@@ -18,6 +18,7 @@ RECIPE = ROOT / "egs" / "mini_cnvsrc" / "vsr1"
 CI_OPTS = [
     "--local_data_opts", "--config conf/data_ci.conf",
     "--train_args", "--max_epoch 2 --keep_epochs 1 2",
+    "--lm_args", "--max_epoch 1",
     "--inference_args", "--beam_size 4 --nbest 4 --maxlenratio 0.5",
     "--llm_sft_args", "--max_steps 4 --save_steps 2 --eval_steps 2 --logging_steps 1",
     "--nbest_train_subset", "6",  # stage 6 on half of the 12 training utterances, 2 per speaker
@@ -125,13 +126,17 @@ def owner_stage(rel: str) -> int:
     if parts[0] == "dump":
         if parts[2].startswith("train_sub"):
             return 6  # stage 6's subset of the training set (--nbest_train_subset)
+        if parts[1] == "lm":
+            return 2  # the character LM's text (--use_lm true)
         return 2 if parts[-1] in ("text", "text_pinyin", "utt2spk", "spk2utt") else 1
     if parts[0] == "RESULTS.md":
         return 9
     if parts[1] == "decode_logs":  # the decode lists stages 5 and 6 give their jobs
         return {"stage5": 5, "stage6": 6}[parts[2]]
-    if parts[1] == "vsr_stats":
+    if parts[1] in ("vsr_stats", "lm_stats"):
         return 3
+    if parts[1] == "lm_char":
+        return 4
     if parts[1] in ("vsr_dual", "vsr_char"):
         if parts[2].startswith("decode_"):
             return 5 if parts[2].endswith("_valid.acc_char.ave") else 6

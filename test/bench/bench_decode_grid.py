@@ -159,6 +159,38 @@ def main(argv=None):
                         "best": {k: v for k, v in tc.items() if k not in ("errs", "lens")}, "best_better": win, "best_no_worse": no_worse}}
     (work / "grid.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {work / 'grid.json'}")
+    if len({c["lm_weight"] for c in cells}) > 1:
+        plot_lm_weight(summary["cells"], work / "lm_weight.png", args.dev)
+        print(f"wrote {work / 'lm_weight.png'}")
+
+
+def plot_lm_weight(cells: list, path: Path, dset: str) -> None:
+    """Dev CER and VER against the LM weight, one line per (pinyin vote, length bonus) with >= 3 weights."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    groups = {}
+    for c in cells:
+        groups.setdefault((c["ctc_weight"], c["pinyin_rescore_weight"], c["penalty"], c["beam_size"]), []).append(c)
+    for (ctc, py, pen, beam), cs in sorted(groups.items()):
+        if len(cs) < 3:
+            continue
+        cs.sort(key=lambda c: c["lm_weight"])
+        label = f"ctc {ctc:g}, pinyin vote {py:g}, length bonus {pen:g}"
+        a.plot([c["lm_weight"] for c in cs], [c["cer"] for c in cs], "o-", label=label)
+        b.plot([c["lm_weight"] for c in cs], [c["ver"] for c in cs], "o-", label=label)
+    for ax, what in ((a, "CER"), (b, "VER (viseme error rate)")):
+        ax.set_xlabel("LM weight (shallow fusion)")
+        ax.set_ylabel(f"{dset} {what} (%)")
+        ax.grid(alpha=0.3)
+    a.legend(fontsize=8)
+    fig.suptitle("The character LM: fewer wrong characters, more characters the lips did not show")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

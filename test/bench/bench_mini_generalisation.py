@@ -57,6 +57,9 @@ def main(argv=None):
     p.add_argument("--exp", default="exp/vsr_dual", help="trained model directory (stage 4), under --recipe")
     p.add_argument("--model", default="valid.acc_char.ave.pth", help="checkpoint under --exp")
     p.add_argument("--decode-config", default="conf/decode_vsr.yaml")
+    p.add_argument("--lm-exp", default="exp/lm_char",
+                   help="the character LM stage 5 fused (run.sh --use_lm true), under --recipe; absent: no LM")
+    p.add_argument("--lm-model", default="valid.loss.best.pth", help="its checkpoint")
     p.add_argument("--utts", type=int, default=90, help="utterances per extra set")
     p.add_argument("--seed", type=int, default=2026, help="the corpus seed (local/data.sh --seed)")
     p.add_argument("--size", type=int, default=160, help="rendered frame side (local/data.sh --size)")
@@ -84,6 +87,10 @@ def main(argv=None):
     }
     env = dict(os.environ, OMP_NUM_THREADS="1")
     py = sys.executable
+    lm = Path(args.lm_exp)  # decoded as stage 5 decodes: with the LM when the recipe trained one
+    lm_opts = (["--lm_train_config", str(lm / "config.yaml"), "--lm_file", str(lm / args.lm_model)]
+               if (lm / args.lm_model).is_file() else ["--lm_weight", "0"])
+    print(f"decoding with {args.decode_config} {' '.join(lm_opts)}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench_gen_") as tmp:
         for c, (name, items) in enumerate(conditions.items()):
@@ -103,7 +110,8 @@ def main(argv=None):
             subprocess.run([py, "-m", "vallr_pin.bin.vsr_inference", "--config", args.decode_config,
                             "--train_config", f"{args.exp}/config.yaml", "--model_file", f"{args.exp}/{args.model}",
                             "--data_path_and_name_and_type", f"{d}/roi/feats.scp,video,kaldi_ark",
-                            "--ref_text", str(d / "text"), "--output_dir", str(d / "dec"), "--log_level", "WARNING"],
+                            "--ref_text", str(d / "text"), "--output_dir", str(d / "dec"), "--log_level", "WARNING",
+                            *lm_opts],
                            check=True, env=env, capture_output=True)
             results[name] = _score(d / "dec" / "nbest.jsonl")
     # stage 6 decodes the training set, or its --nbest_train_subset (train_sub<N>)

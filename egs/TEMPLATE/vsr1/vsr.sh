@@ -625,7 +625,7 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
     --ordering "char-only (stage I) > dual decoder (stage I)"
     --ordering "dual decoder (stage I) > dual + fine-tuned LLM"
     --ordering "dual + zero-shot LLM >= dual + fine-tuned LLM"
-    --meta "VSR model: ${vsr_config} (${vsr_exp}/${inference_model}); decoding: ${decode_config}"
+    --meta "VSR model: ${vsr_config} (${vsr_exp}/${inference_model}); decoding: ${decode_config}$([ "${use_lm}" = true ] && echo " with the character LM ${lm_exp}/${lm_inference_model} (${lm_config})")"
     --meta "LLM: ${llm_model} + LoRA (${llm_sft_config}); instruction data from checkpoints: $(kept_ckpts)"
     --failed "${dumpdir}/roi/{set}/failed"
     --set-note "${valid_set}=validation set: ${valid_uses} use it, so its CERs are not held-out figures")
@@ -666,6 +666,7 @@ if run_stage 9 "LLM refinement of ${test_sets}, scoring, RESULTS.md"; then
       [ -f "${f}" ] && cp "${f}" "figures/viseme_confusion_$(basename "${mexp}")_${dset}.png"
     done
   done
+  [ "${use_lm}" = true ] && [ -f "${lm_exp}/images/loss.png" ] && cp "${lm_exp}/images/loss.png" "figures/train_$(basename "${lm_exp}")_loss.png"
   for mode in ${llm_modes}; do
     f=${llm_exp}/refine_${mode}/${valid_set}/gate_curve.png
     [ "${llm_gate}" = true ] && [ -f "${f}" ] && cp "${f}" "figures/gate_curve_${mode}.png"
