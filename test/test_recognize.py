@@ -58,7 +58,15 @@ def test_pack_model_records_what_stages_1_5_and_9_used(mini_recipe, packed):
     assert conf["roi"]["training_landmarks"] == "precomputed" and conf["roi"]["detector"] == "mediapipe"
     # stage 5's options, CI overrides included, and not stage 6's (which decoded the same weights)
     done = json.loads((mini_recipe / DECODE / "test/logdir/output.1/.done").read_text())
+    # ... a character LM's files among them when stage 5 fused one, packed into lm/ (the options keep its weight);
+    # the CI decodes without (mini_recipe.CI_OPTS: --lm_weight 0), so its pack has none
+    lm_files = {k: done["options"].pop(k) for k in ("lm_train_config", "lm_file") if k in done["options"]}
     assert conf["decode"] == done["options"] and conf["decode"]["beam_size"] == 4
+    if done["options"].get("lm_weight"):
+        assert conf["lm"] == {"config": "lm/config.yaml", "model_file": "lm/model.pth"}
+        assert (packed / "lm/model.pth").read_bytes() == (mini_recipe / lm_files["lm_file"][0]).read_bytes()
+    else:
+        assert conf["lm"] is None and not lm_files and not (packed / "lm").exists()
     llm = conf["llm"]
     fusion = json.loads((mini_recipe / "exp/llm_lora/refine_finetuned/dev/fusion.json").read_text())
     assert llm["fusion"] == fusion["weights"] and llm["mode"] == "rescore"
@@ -73,6 +81,7 @@ def test_pack_model_records_what_stages_1_5_and_9_used(mini_recipe, packed):
     assert (packed / "RESULTS.md").read_text() == (mini_recipe / "RESULTS.md").read_text()
     meta = yaml.safe_load((packed / "meta.yaml").read_text())  # ESPnet's pack metadata
     assert meta["files"]["vsr_model_file"] == "vsr/model.pth" and "espnet" in meta and "torch" in meta
+    assert ("lm_file" in meta["files"]) == bool(conf["lm"])
     # --archive: one file made and read back by ESPnet's pack/unpack, the same manifest inside
     from vallr_pin.packing import load_manifest, resolve_model_dir
 

@@ -61,7 +61,7 @@ def ddp_recipe(recipe, tmp_path_factory):
 
 def stage4(work: Path, tag: str, max_epoch: int, *launcher: str) -> list:
     return ["./run.sh", "--stage", "4", "--stop-stage", "4", "--expdir", "exp_ddp", "--vsr_tag", tag,
-            "--char_tag", "", "--train_set", "train2x", "--valid_set", "dev2x", "--test_sets", "dev2x",
+            "--char_tag", "", "--use_lm", "false", "--train_set", "train2x", "--valid_set", "dev2x", "--test_sets", "dev2x",
             "--frame_targets", "", "--frame_labels", "", "--vsr_config", "conf/train_ddp_check.yaml",
             "--train_args", f"--max_epoch {max_epoch} --seed 3", *launcher]
 
