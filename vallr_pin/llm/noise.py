@@ -54,6 +54,15 @@ PINYIN_CATEGORIES = (SAME_VISEME, OTHER)
 N_COMMON_GB2312 = 3755  # GB2312 level 1: the common characters
 
 
+def _fit(sdi: Tuple[int, int, int], n: int) -> Tuple[int, int, int]:
+    """(S, D, I) with S + D cut to the ``n`` units there are to substitute or delete, in their proportion."""
+    s, d, i = sdi
+    if s + d > n:
+        s = round(s * n / (s + d))
+        d = n - s
+    return s, d, i
+
+
 @dataclass
 class ListRecord:
     """The measured errors of one N-best list, a donor for synthetic lists.
@@ -474,10 +483,7 @@ class NoiseMaker:
         Returns the new characters and, for each substituted output position, the character it replaced."""
         rng = self.rng
         n = len(src)
-        s, d, i = sdi
-        if s + d > n:
-            s = round(s * n / (s + d))
-            d = n - s
+        s, d, i = _fit(sdi, n)
         errors = errors or {}
         on_err = sorted(errors)
         off_err = [j for j in range(n) if j not in errors]
@@ -524,10 +530,7 @@ class NoiseMaker:
         """The reference's reading with S/D/I syllable errors: a substitute of the same viseme key or another."""
         rng = self.rng
         n = len(syllables)
-        s, d, i = sdi
-        if s + d > n:
-            s = round(s * n / (s + d))
-            d = n - s
+        s, d, i = _fit(sdi, n)
         picks = rng.sample(range(n), s + d)
         subs, dels = set(picks[:s]), set(picks[s:])
         ins = Counter(rng.randrange(n + 1) for _ in range(i))

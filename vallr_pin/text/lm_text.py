@@ -19,14 +19,9 @@ import re
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
-_NOT_HANZI = re.compile(r"[^\u3400-\u4dbf\u4e00-\u9fff]+")
-
-
-def clauses(line: str, min_chars: int = 2, max_chars: int = 30) -> Iterator[str]:
-    """The Hanzi runs of a normalised line with ``min_chars``..``max_chars`` characters."""
-    for c in _NOT_HANZI.split(line):
-        if min_chars <= len(c) <= max_chars:
-            yield c
+# where a clause ends: whitespace, general and CJK punctuation, full-width and ASCII punctuation (split before
+# the normaliser, which drops punctuation and would join the clauses)
+_CLAUSE_END = re.compile(r"[\s\u2000-\u206f\u3000-\u303f\uff01-\uff0f\uff1a-\uff20,.!?;:()\[\]\"'/\\-]+")
 
 
 def lm_clauses(lines: Iterable[str], held_out: "HeldOutSentences", min_chars: int = 2, max_chars: int = 30,
@@ -43,10 +38,9 @@ def lm_clauses(lines: Iterable[str], held_out: "HeldOutSentences", min_chars: in
     for key in ("clauses", "held_out", "duplicate", "kept"):
         stats.setdefault(key, 0)
     for line in lines:
-        # punctuation splits clauses: mark it before the normaliser drops it
-        for part in re.split(r"[\s\u2000-\u206f\u3000-\u303f\uff01-\uff0f\uff1a-\uff20,.!?;:()\[\]\"'/\\-]+", line):
-            text = normalize_text(part) if part else ""
-            for c in clauses(text, min_chars, max_chars):
+        for part in _CLAUSE_END.split(line):
+            c = normalize_text(part) if part else ""  # Hanzi only
+            if min_chars <= len(c) <= max_chars:
                 stats["clauses"] += 1
                 if c in seen:
                     stats["duplicate"] += 1
