@@ -33,3 +33,13 @@ def recipe(tmp_path_factory):
 def mini_recipe(recipe):
     """The same session run under the name test_recognize.py uses."""
     return recipe
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory):
+    """The random-init tiny Qwen3 of llm_testdata (its tokenizer knows llm_testdata.SENTS), built once a session;
+    read-only: a test that changes a model copies it first."""
+    pytest.importorskip("transformers")
+    from llm_testdata import build_tiny_llm
+
+    return build_tiny_llm(tmp_path_factory.mktemp("tiny_llm"))

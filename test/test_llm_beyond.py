@@ -1,7 +1,7 @@
 """Stage II beyond the paper (issue 19): pinyin-constrained generation over a byte-level BPE vocabulary,
 confidence gating, iterative polishing, context-aware prompts, and N-best lists of another recogniser.
 
-The LLM runs use a tiny random-init Qwen3 made in the test (as test_llm_swift does): its answers are noise, so
+The LLM runs use a tiny random-init Qwen3 shared by the session (conftest.tiny_llm): its answers are noise, so
 the checks are on what the options guarantee whatever the model says (the constraint, the fallbacks, the
 counts), not on CER.
 """
@@ -20,7 +20,8 @@ pytest.importorskip("swift")
 
 from vallr_pin.bin import build_llm_data, import_nbest, llm_refine, tune_gate  # noqa: E402
 from vallr_pin.bin.make_context import previous_sentence  # noqa: E402
-from vallr_pin.bin.make_tiny_llm import make_tiny_llm, train_tokenizer  # noqa: E402
+from vallr_pin.bin.make_tiny_llm import train_tokenizer  # noqa: E402
+from llm_testdata import CONFUSE, SENTS  # noqa: E402
 from vallr_pin.llm.constrained import (  # noqa: E402
     PositionConstraint, TokenTrie, position_sets, reading_index, token_bytes)
 from vallr_pin.llm.gating import choose_threshold, confidences, gate_curve  # noqa: E402
@@ -29,8 +30,6 @@ from vallr_pin.llm.prompt import build_messages  # noqa: E402
 from vallr_pin.llm.refine import Refined, polish  # noqa: E402
 from vallr_pin.text.pinyin import pinyin_string  # noqa: E402
 
-SENTS = ["今天天气很好", "我们明天去北京", "他喜欢喝绿茶", "外面下雨了", "你吃饭了吗", "请你帮我买一本书"]
-CONFUSE = {"天": "田", "京": "经", "茶": "查", "雨": "语", "饭": "反", "书": "树", "好": "号"}
 
 
 def _nbest_rows():
@@ -47,28 +46,24 @@ def _nbest_rows():
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
+def work(tmp_path_factory, tiny_llm):
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("beyond")
-    text = d / "text"
-    text.write_text("".join(f"spk1_{i:03d} {s}\n" for i, s in enumerate(SENTS)), encoding="utf-8")
-    make_tiny_llm([str(text)], str(d / "tiny"), vocab_size=600, hidden=32, layers=1, heads=2, kv_heads=1,
-                  max_pos=1024, steps=0, max_phrases=100, seed=0)
     # a copy with large random weights: its greedy choices depend strongly on the prompt, so a padding error in
     # batched generation shows as a different answer
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(d / "tiny")
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() > 1:
                 p.normal_(0.0, 0.3)
     model.save_pretrained(d / "rand")
-    AutoTokenizer.from_pretrained(d / "tiny").save_pretrained(d / "rand")
+    AutoTokenizer.from_pretrained(tiny_llm).save_pretrained(d / "rand")
     nbest = d / "nbest.jsonl"
     nbest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _nbest_rows()), encoding="utf-8")
-    return {"dir": d, "model": d / "tiny", "rand": d / "rand", "nbest": nbest}
+    return {"dir": d, "model": tiny_llm, "rand": d / "rand", "nbest": nbest}
 
 
 def _rows(path):

@@ -1,7 +1,7 @@
 """RL with a verifiable reward after SFT (issue 19, item 6): the reward CER(1-best) - CER(answer) + a format term
 (vallr_pin/llm/grpo.py), registered in ms-swift's ``orms`` by vallr_pin/llm/swift_plugin/grpo_rewards.py, and
 ms-swift's own `swift rlhf --rlhf_type grpo` run by ``llm_sft --rlhf grpo`` on CPU (transformers generation, no
-vLLM) from the SFT adapter of a tiny random-init Qwen3 made in the test (as test_llm_swift.py does).
+vLLM) from the SFT adapter of a tiny random-init Qwen3 shared by the session (conftest.tiny_llm).
 
 The tiny model's answers are noise, so the run is checked for what GRPO must do whatever the model says: it
 starts from the SFT adapter, writes an adapter stage 9 can load, and scores every sampled answer with exactly
@@ -20,15 +20,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("swift")
 
 from vallr_pin.bin import build_llm_data, llm_sft  # noqa: E402
-from vallr_pin.bin.make_tiny_llm import make_tiny_llm  # noqa: E402
+from llm_testdata import CONFUSE, SENTS  # noqa: E402
 from vallr_pin.llm.grpo import (  # noqa: E402
     PLUGIN, answer_text, capped_cer, cer_gain_reward, format_reward, write_grpo_data)
 from vallr_pin.text.pinyin import pinyin_string  # noqa: E402
 
 CONF_DIR = os.path.join(os.path.dirname(__file__), "..", "egs", "TEMPLATE", "vsr1", "conf")
 TINY = os.path.join(CONF_DIR, "llm_grpo_tiny.yaml")
-SENTS = ["今天天气很好", "我们明天去北京", "他喜欢喝绿茶", "外面下雨了", "你吃饭了吗", "请你帮我买一本书"]
-CONFUSE = {"天": "田", "京": "经", "茶": "查", "雨": "语", "饭": "反", "书": "树", "好": "号"}
 
 
 def test_reward_on_hand_made_answers():
@@ -86,13 +84,9 @@ def test_grpo_rows_from_stage_7(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
+def work(tmp_path_factory, tiny_llm):
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("grpo")
-    text = d / "text"
-    text.write_text("".join(f"spk1_{i:03d} {s}\n" for i, s in enumerate(SENTS)), encoding="utf-8")
-    make_tiny_llm([str(text)], str(d / "tiny"), vocab_size=600, hidden=32, layers=1, heads=2, kv_heads=1,
-                  max_pos=1024, steps=0, max_phrases=100, seed=0)
     nbest = d / "nbest.jsonl"
     with open(nbest, "w", encoding="utf-8") as f:
         for i, s in enumerate(SENTS):
@@ -103,10 +97,10 @@ def work(tmp_path_factory):
                                ensure_ascii=False) + "\n")
     build_llm_data.main(["--nbest", f"late={nbest}", "--dev-fraction", "0", "--out-dir", str(d / "llm_data")])
     sft = d / "llm_lora"
-    llm_sft.main(["--config", os.path.join(CONF_DIR, "llm_sft_tiny.yaml"), "--model", str(d / "tiny"),
+    llm_sft.main(["--config", os.path.join(CONF_DIR, "llm_sft_tiny.yaml"), "--model", str(tiny_llm),
                   "--train", str(d / "llm_data" / "train.jsonl"), "--output-dir", str(sft), "--device", "cpu",
                   "--", "--max_steps", "2", "--save_steps", "2", "--eval_strategy", "no", "--learning_rate", "5e-3"])
-    return {"dir": d, "model": d / "tiny", "train": d / "llm_data" / "train.jsonl", "sft": sft}
+    return {"dir": d, "model": tiny_llm, "train": d / "llm_data" / "train.jsonl", "sft": sft}
 
 
 def test_an_empty_answer_is_trained_on_its_end_of_turn(work):

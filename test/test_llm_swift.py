@@ -183,6 +183,33 @@ def test_llm_sft_dry_run_checks_keys_against_ms_swift_arguments(work, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_llm_sft_says_in_one_line_when_no_sample_fits_max_length(work, tmp_path, caplog):
+    """ms-swift drops every sample longer than max_length (truncation_strategy delete) and, when that is all of
+    them, stops with a bare TypeError; the wrapper names the file, the lengths and the fix before starting it."""
+    out = tmp_path / "out"
+    base = ["--config", CONF, "--model", str(work["model"]), "--train", str(work["data"] / "train.jsonl"),
+            "--output-dir", str(out), "--device", "cpu"]
+    lengths = [n for _, n in llm_sft.sample_lengths(work["data"] / "train.jsonl", str(work["model"]),
+                                                    llm_sft.load_config(llm_sft.Path(CONF))["swift"])]
+    msg = _sft_error(caplog, [*base, "--", "--max_length", str(min(lengths) - 1)])
+    assert msg.startswith(f"{work['data'] / 'train.jsonl'}: none of its {len(lengths)} samples fits max_length "
+                          f"{min(lengths) - 1} tokens (shortest {min(lengths)}, longest {max(lengths)}")
+    assert not out.exists()  # nothing started, nothing written
+    # the lengths are ms-swift's own encoding: the sample that just fits is kept, with a warning for the rest
+    long_rows = tmp_path / "train.jsonl"
+    rows = _rows(work["data"] / "train.jsonl")
+    rows[0]["messages"][-1]["content"] = rows[0]["messages"][-1]["content"] * 40  # a looping decoder's list
+    long_rows.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        llm_sft.check_samples_fit(long_rows, str(work["model"]), {"max_length": max(lengths), "model_type": "qwen3",
+                                                                   "template": "qwen3_nothinking"}, [])
+    warned = [r.getMessage() for r in caplog.records if r.name == "root" and r.levelname == "WARNING"]
+    assert len(warned) == 1 and f"1 of {len(rows)} samples are longer than max_length {max(lengths)}" in warned[0]
+    # `truncation_strategy left` keeps long samples: nothing to check
+    llm_sft.check_samples_fit(long_rows, str(work["model"]), {"max_length": 4}, ["--truncation_strategy", "left"])
+
+
 def test_llm_sft_failure_leaves_no_empty_run_dir(work, tmp_path, monkeypatch):
     """When `swift sft` fails after making its v<N>-<time>/ dir, a dir with no checkpoint is removed."""
     out = tmp_path / "out"

@@ -276,15 +276,69 @@ def build_command(args, options: Dict[str, object]) -> List[str]:
     return cmd + list(args.swift_args)
 
 
+def effective_option(options: Dict[str, object], swift_args: Sequence[str], name: str) -> object:
+    """What ``swift sft`` will use for ``--name``: the last ``--name`` after ``--`` (they come last), else the
+    config's value, else None."""
+    value = options.get(name)
+    for i, a in enumerate(swift_args):
+        if a == f"--{name}" and i + 1 < len(swift_args):
+            value = swift_args[i + 1]
+        elif a.startswith(f"--{name}="):
+            value = a.split("=", 1)[1]
+    return value
+
+
 def grpo_beta(options: Dict[str, object], swift_args: Sequence[str]) -> float:
     """The KL weight GRPO will use: the last ``--beta`` after ``--``, else the config's, else ms-swift's 0.04."""
-    beta = options.get("beta")
-    for i, a in enumerate(swift_args):
-        if a == "--beta" and i + 1 < len(swift_args):
-            beta = swift_args[i + 1]
-        elif a.startswith("--beta="):
-            beta = a.split("=", 1)[1]
+    beta = effective_option(options, swift_args, "beta")
     return 0.04 if beta is None or str(beta).lower() == "none" else float(beta)
+
+
+def sample_lengths(path: Path, model: str, options: Dict[str, object]) -> List[tuple]:
+    """``(utt, tokens)`` of every row of a stage-7 JSONL, encoded by ms-swift's own template for this model (the
+    ``model_type`` and ``template`` of the config), i.e. the length ``swift sft`` compares with max_length."""
+    from swift import get_processor, get_template
+
+    proc = get_processor(str(model), model_type=options.get("model_type"))
+    template = get_template(proc, template_type=options.get("template"))
+    template.set_mode("train")
+    lengths = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                messages = row["messages"]
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}: line {n} is not a stage-7 row with 'messages' ({e}); re-run stage 7 "
+                                 "(build_llm_data)") from e
+            lengths.append((row.get("utt", f"line {n}"), len(template.encode({"messages": messages})["input_ids"])))
+    return lengths
+
+
+def check_samples_fit(path: Path, model: str, options: Dict[str, object], swift_args: Sequence[str]) -> None:
+    """ms-swift's default ``truncation_strategy: delete`` silently drops every sample longer than max_length;
+    when that is all of them it stops with ``TypeError: 'NoneType' object is not iterable``. Say so first, in
+    one line (a decoder that loops writes N-best lists that long), and warn when only some are dropped."""
+    max_length = effective_option(options, swift_args, "max_length")
+    strategy = effective_option(options, swift_args, "truncation_strategy")
+    if max_length in (None, "None") or str(strategy or "delete") != "delete":
+        return
+    max_length = int(max_length)
+    lengths = sample_lengths(path, model, options)
+    if not lengths:
+        raise ValueError(f"{path}: no samples; re-run stage 7 (build_llm_data) and check its N-best input")
+    fit = sum(n <= max_length for _, n in lengths)
+    longest = max(lengths, key=lambda x: x[1])
+    if fit == 0:
+        raise ValueError(f"{path}: none of its {len(lengths)} samples fits max_length {max_length} tokens (shortest "
+                         f"{min(n for _, n in lengths)}, longest {longest[1]} in {longest[0]}), and ms-swift drops "
+                         "longer ones: raise max_length in the config (or `-- --max_length N`), or look at the "
+                         "N-best of stage 6 for hypotheses that repeat a character to the decoder's maximum length")
+    if fit < len(lengths):
+        logging.warning("%s: %d of %d samples are longer than max_length %d tokens (longest %d, %s); ms-swift "
+                        "drops them", path, len(lengths) - fit, len(lengths), max_length, longest[1], longest[0])
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -343,6 +397,10 @@ def run(args: argparse.Namespace) -> Path:
     if args.dry_run:
         print(" ".join(cmd))
         return output_dir
+    if not args.rlhf:
+        check_samples_fit(Path(args.train), args.model, options, args.swift_args)
+        if args.dev and Path(args.dev).is_file() and Path(args.dev).stat().st_size > 0:
+            check_samples_fit(Path(args.dev), args.model, options, args.swift_args)
     output_dir.mkdir(parents=True, exist_ok=True)
     # A run killed before its first save (SIGKILL: the clean-up after a failure below never ran) left its
     # v<N>-* behind: remove it now, as a failed run's is (test/test_recipe_faults.py kills stage 8).
