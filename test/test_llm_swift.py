@@ -202,12 +202,12 @@ def test_llm_sft_says_in_one_line_when_no_sample_fits_max_length(work, tmp_path,
     long_rows.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     caplog.clear()
     with caplog.at_level("WARNING"):
-        llm_sft.check_samples_fit(long_rows, str(work["model"]), {"max_length": max(lengths), "model_type": "qwen3",
+        llm_sft.check_samples_fit([long_rows], str(work["model"]), {"max_length": max(lengths), "model_type": "qwen3",
                                                                    "template": "qwen3_nothinking"}, [])
     warned = [r.getMessage() for r in caplog.records if r.name == "root" and r.levelname == "WARNING"]
     assert len(warned) == 1 and f"1 of {len(rows)} samples are longer than max_length {max(lengths)}" in warned[0]
     # `truncation_strategy left` keeps long samples: nothing to check
-    llm_sft.check_samples_fit(long_rows, str(work["model"]), {"max_length": 4}, ["--truncation_strategy", "left"])
+    llm_sft.check_samples_fit([long_rows], str(work["model"]), {"max_length": 4}, ["--truncation_strategy", "left"])
 
 
 def test_llm_sft_failure_leaves_no_empty_run_dir(work, tmp_path, monkeypatch):

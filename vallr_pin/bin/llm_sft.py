@@ -294,14 +294,20 @@ def grpo_beta(options: Dict[str, object], swift_args: Sequence[str]) -> float:
     return 0.04 if beta is None or str(beta).lower() == "none" else float(beta)
 
 
-def sample_lengths(path: Path, model: str, options: Dict[str, object]) -> List[tuple]:
-    """``(utt, tokens)`` of every row of a stage-7 JSONL, encoded by ms-swift's own template for this model (the
-    ``model_type`` and ``template`` of the config), i.e. the length ``swift sft`` compares with max_length."""
+def swift_template(model: str, options: Dict[str, object]):
+    """ms-swift's own training template for this model (the config's ``model_type`` and ``template``)."""
     from swift import get_processor, get_template
 
     proc = get_processor(str(model), model_type=options.get("model_type"))
     template = get_template(proc, template_type=options.get("template"))
     template.set_mode("train")
+    return template
+
+
+def sample_lengths(path: Path, model: str, options: Dict[str, object], template=None) -> List[tuple]:
+    """``(utt, tokens)`` of every row of a stage-7 JSONL, encoded by ms-swift's own template for this model (the
+    ``model_type`` and ``template`` of the config), i.e. the length ``swift sft`` compares with max_length."""
+    template = template or swift_template(model, options)
     lengths = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -317,7 +323,8 @@ def sample_lengths(path: Path, model: str, options: Dict[str, object]) -> List[t
     return lengths
 
 
-def check_samples_fit(path: Path, model: str, options: Dict[str, object], swift_args: Sequence[str]) -> None:
+def check_samples_fit(paths: Sequence[Path], model: str, options: Dict[str, object], swift_args: Sequence[str]
+                      ) -> None:
     """ms-swift's default ``truncation_strategy: delete`` silently drops every sample longer than max_length;
     when that is all of them it stops with ``TypeError: 'NoneType' object is not iterable``. Say so first, in
     one line (a decoder that loops writes N-best lists that long), and warn when only some are dropped."""
@@ -326,7 +333,12 @@ def check_samples_fit(path: Path, model: str, options: Dict[str, object], swift_
     if max_length in (None, "None") or str(strategy or "delete") != "delete":
         return
     max_length = int(max_length)
-    lengths = sample_lengths(path, model, options)
+    template = swift_template(model, options)  # loaded once for train and dev
+    for path in paths:
+        _check_fit(path, sample_lengths(path, model, options, template), max_length)
+
+
+def _check_fit(path: Path, lengths: List[tuple], max_length: int) -> None:
     if not lengths:
         raise ValueError(f"{path}: no samples; re-run stage 7 (build_llm_data) and check its N-best input")
     fit = sum(n <= max_length for _, n in lengths)
@@ -398,9 +410,9 @@ def run(args: argparse.Namespace) -> Path:
         print(" ".join(cmd))
         return output_dir
     if not args.rlhf:
-        check_samples_fit(Path(args.train), args.model, options, args.swift_args)
-        if args.dev and Path(args.dev).is_file() and Path(args.dev).stat().st_size > 0:
-            check_samples_fit(Path(args.dev), args.model, options, args.swift_args)
+        has_dev = args.dev and Path(args.dev).is_file() and Path(args.dev).stat().st_size > 0
+        check_samples_fit([Path(args.train)] + ([Path(args.dev)] if has_dev else []), args.model, options,
+                          args.swift_args)
     output_dir.mkdir(parents=True, exist_ok=True)
     # A run killed before its first save (SIGKILL: the clean-up after a failure below never ran) left its
     # v<N>-* behind: remove it now, as a failed run's is (test/test_recipe_faults.py kills stage 8).
