@@ -281,6 +281,87 @@ def test_pinyin_rescoring_reranks_the_beam_by_the_pinyin_branch(trained):
         VideoToText(train_config=str(trained["root"] / "char.yaml"), model_file=model, pinyin_rescore_weight=1.0)
 
 
+def test_pinyin_reading_ctc_maps_each_character_to_the_best_of_its_readings():
+    """PinyinReadingCTC: a character's column is, frame by frame, the best pinyin log-posterior of its readings
+    (行 = max(xing, hang)); <blank>, <unk> and <sos/eos> map to their pinyin namesakes, and a non-Hanzi token or
+    a Hanzi whose reading the pinyin list lacks to <unk>."""
+    from vallr_pin.decoding.search import PinyinReadingCTC
+
+    class FixedCTC(torch.nn.Module):
+        def __init__(self, logits):
+            super().__init__()
+            self.logits = logits
+
+        def log_softmax(self, hs):
+            return torch.log_softmax(self.logits.expand(hs.size(0), -1, -1), dim=-1)
+
+    pinyin_tokens = ["<blank>", "<unk>", "hang", "ren", "xing", "<sos/eos>"]
+    chars = ["<blank>", "<unk>", "行", "人", "A", "龘", "<sos/eos>"]
+    logits = torch.randn(1, 7, len(pinyin_tokens), generator=torch.Generator().manual_seed(0))
+    reader = PinyinReadingCTC(FixedCTC(logits), chars, pinyin_tokens)
+    got = reader.log_softmax(torch.zeros(2, 7, 3))
+    py = torch.log_softmax(logits, dim=-1).expand(2, -1, -1)
+    assert got.shape == (2, 7, len(chars))
+    col = {t: i for i, t in enumerate(pinyin_tokens)}
+    expected = {"<blank>": py[..., col["<blank>"]], "<unk>": py[..., col["<unk>"]],
+                "行": torch.maximum(py[..., col["xing"]], py[..., col["hang"]]), "人": py[..., col["ren"]],
+                "A": py[..., col["<unk>"]], "龘": py[..., col["<unk>"]], "<sos/eos>": py[..., col["<sos/eos>"]]}
+    for i, tok in enumerate(chars):
+        assert torch.equal(got[..., i], expected[tok]), tok
+
+
+def test_pinyin_ctc_in_the_character_search_scores_each_hypothesis_by_its_reading(trained):
+    """--pinyin_search_weight v: the character beam search gets a second CTC prefix scorer, weighted v, whose
+    accumulated score of each hypothesis that ended by choosing <sos/eos> is the CTC log-likelihood of its characters under the pinyin
+    branch's posteriors read through the characters; the decode still reads the training utterances; a
+    char-only model refuses it."""
+    from vallr_pin.decoding.search import VideoToText
+    from vallr_pin.tasks.vsr import VSRTask
+
+    data, exp = trained["data"], trained["exp"]
+    model = str(exp / "ckpt_keep" / f"{MAX_EPOCH}epoch.pth")
+    searched = VideoToText(train_config=str(exp / "config.yaml"), model_file=model, beam_size=6, nbest=6,
+                           ctc_weight=0.3, pinyin_search_weight=0.7)
+    assert searched.beam_search.weights["pinyin_ctc"] == 0.7
+    reader = searched.beam_search.scorers["pinyin_ctc"].ctc
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    refs = _read(data / "text")
+    pre = VSRTask.build_preprocess_fn(searched.train_args, train=False)
+    hyps_1best, checked = {}, 0
+    for utt in sorted(refs):
+        video = torch.from_numpy(pre(utt, {"video": feats[utt]})["video"]).float().unsqueeze(0)
+        lengths = torch.tensor([video.size(1)])
+        with torch.no_grad():
+            enc, _ = searched.model.encode(video, lengths)
+            hyps = searched.beam_search(x=enc[0], maxlenratio=0.0, minlenratio=0.0)
+            logp = reader.log_softmax(enc).transpose(0, 1)  # (T, 1, V_char)
+        hyps_1best[utt] = "".join(searched._ids_to_tokens(hyps[0].yseq[1:-1].tolist(), searched.token_list))
+        eos = len(searched.token_list) - 1
+        # a hypothesis cut at the maximum length gets <sos/eos> appended unscored (ESPnet): its CTC scores, the
+        # character CTC's too, are then prefix scores; only those that chose <sos/eos> are whole sentences
+        for h in (h for h in hyps if int(h.yseq[-2]) != eos):
+            ids = h.yseq[1:-1]
+            ll = -torch.nn.functional.ctc_loss(logp, ids.unsqueeze(0), torch.tensor([enc.size(1)]),
+                                               torch.tensor([len(ids)]), reduction="sum", zero_infinity=False)
+            if torch.isinf(ll):  # a reading the frames cannot hold: ESPnet's logzero
+                assert float(h.scores["pinyin_ctc"]) <= -1e9
+            else:
+                assert float(h.scores["pinyin_ctc"]) == pytest.approx(float(ll), abs=1e-3)
+            checked += 1
+    assert checked >= len(refs) // 2
+    assert _cer(refs, hyps_1best) <= 0.10, hyps_1best
+
+    char_cfg = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
+    char_cfg["model_conf"]["char_weight"] = 1.0
+    char_cfg["pinyin_decoder"] = "none"
+    char_cfg.pop("pinyin_decoder_conf", None)
+    (trained["root"] / "char_search.yaml").write_text(yaml.safe_dump(char_cfg, allow_unicode=True),
+                                                       encoding="utf-8")
+    with pytest.raises(ValueError, match="pinyin_search_weight 1.0 needs a dual model"):
+        VideoToText(train_config=str(trained["root"] / "char_search.yaml"), model_file=model,
+                    pinyin_search_weight=1.0)
+
+
 def _train_char_lm(trained) -> Path:
     """An ESPnet character LM (espnet2.bin.lm_train, 2 epochs) on the fixture's transcripts, with its token list:
     what vsr.sh stage 4 trains with --use_lm true."""

@@ -113,7 +113,8 @@ def test_stage2_refines_an_external_recognisers_nbest_with_context_gate_and_poli
                     "--train_config", str(char / "config.yaml"), "--model_file", str(char / "valid.acc_char.ave.pth"),
                     "--data_path_and_name_and_type", "dump/roi/train_sub6/feats.scp,video,kaldi_ark",
                     "--key_file", "dump/roi/train_sub6/feats.scp", "--output_dir", str(ext / "train"),
-                    "--pinyin_rescore_weight", "0", "--beam_size", "4", "--nbest", "4", "--maxlenratio", "0.5",
+                    "--pinyin_rescore_weight", "0", "--pinyin_search_weight", "0",  # a char-only model
+                    "--beam_size", "4", "--nbest", "4", "--maxlenratio", "0.5",
                     # the 2-epoch CI model with the mini recipe's length bonus writes to the maximum length, and
                     # ms-swift drops every training sample that long: decode as a plain recogniser would
                     "--lm_weight", "0", "--penalty", "0"],

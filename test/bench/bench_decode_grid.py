@@ -3,7 +3,7 @@
 
 Decodes the recipe's valid set with every cell of a grid of the settings that ``conf/decode_vsr.yaml`` fixes
 (CTC weight of the character search, the pinyin branch's vote on each character hypothesis, the length bonus,
-the beam), with the recipe's own model and decoder (``python -m vallr_pin.bin.vsr_inference --decode_list``,
+the beam, the character LM's weight, the pinyin CTC's weight inside the character search), with the recipe's own model and decoder (``python -m vallr_pin.bin.vsr_inference --decode_list``,
 ``--nj`` processes of one thread, each decoding its split of the set for every cell), and scores CER, reading
 error rate (toneless pinyin) and viseme error rate. The cell with the lowest dev CER is then decoded on test,
 next to the recipe's own setting, with a paired bootstrap of the two over the test utterances. Nothing of the
@@ -39,7 +39,7 @@ from vallr_pin.scoring.cer import score_corpus  # noqa: E402
 from vallr_pin.scoring.error_analysis import analyse  # noqa: E402
 
 PY = [sys.executable]
-KNOBS = ("ctc_weight", "pinyin_rescore_weight", "penalty", "beam_size", "lm_weight")
+KNOBS = ("ctc_weight", "pinyin_rescore_weight", "penalty", "beam_size", "lm_weight", "pinyin_search_weight")
 
 
 def cell_name(cell: dict) -> str:
@@ -110,6 +110,9 @@ def main(argv=None):
     p.add_argument("--beam-sizes", type=int, nargs="+", default=[10])
     p.add_argument("--lm-weights", type=float, nargs="+", default=None,
                    help="weights of the character LM (default: the decode config's lm_weight, 0 without one)")
+    p.add_argument("--pinyin-search-weights", type=float, nargs="+", default=None,
+                   help="weights of the pinyin CTC inside the character search (default: the decode config's "
+                        "pinyin_search_weight, 0 without one)")
     p.add_argument("--lm-exp", default="exp/lm_char", help="the LM's directory (config.yaml), relative to --recipe")
     p.add_argument("--lm-file", default="valid.loss.best.pth", help="its checkpoint")
     p.add_argument("--nj", type=int, default=len(os.sched_getaffinity(0)))
@@ -122,11 +125,15 @@ def main(argv=None):
     model_exp, config = recipe / args.model_exp, recipe / args.decode_config
     base_conf = yaml.safe_load(config.read_text(encoding="utf-8"))
     base = {k: type(v)(base_conf.get(k, v)) for k, v in
-            dict(ctc_weight=0.3, pinyin_rescore_weight=0.0, penalty=0.0, beam_size=10, lm_weight=0.0).items()}
+            dict(ctc_weight=0.3, pinyin_rescore_weight=0.0, penalty=0.0, beam_size=10, lm_weight=0.0,
+                 pinyin_search_weight=0.0).items()}
     lm = (recipe / args.lm_exp / "config.yaml", recipe / args.lm_exp / args.lm_file)
     lm_weights = args.lm_weights if args.lm_weights is not None else [base["lm_weight"]]
+    search_weights = (args.pinyin_search_weights if args.pinyin_search_weights is not None
+                      else [base["pinyin_search_weight"]])
     cells = [dict(zip(KNOBS, v)) for v in itertools.product(args.ctc_weights, args.pinyin_weights,
-                                                            args.penalties, args.beam_sizes, lm_weights)]
+                                                            args.penalties, args.beam_sizes, lm_weights,
+                                                            search_weights)]
     if base not in cells:
         cells.append(base)
     print(f"calibration: {calibration()} GFLOPS (1-thread 1024x1024 fp32 matmul)", flush=True)
@@ -159,38 +166,53 @@ def main(argv=None):
                         "best": {k: v for k, v in tc.items() if k not in ("errs", "lens")}, "best_better": win, "best_no_worse": no_worse}}
     (work / "grid.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {work / 'grid.json'}")
-    if len({c["lm_weight"] for c in cells}) > 1:
-        plot_lm_weight(summary["cells"], work / "lm_weight.png", args.dev)
-        print(f"wrote {work / 'lm_weight.png'}")
+    for knob in PLOTS:
+        if plot_against(summary["cells"], knob, work / f"{knob}.png", args.dev):
+            print(f"wrote {work / f'{knob}.png'}")
 
 
-def plot_lm_weight(cells: list, path: Path, dset: str) -> None:
-    """Dev CER and VER against the LM weight, one line per (pinyin vote, length bonus) with >= 3 weights."""
+# knob -> (x-axis label, title) of the figure drawn when the grid varies it
+PLOTS = {
+    "lm_weight": ("LM weight (shallow fusion)",
+                  "The character LM: fewer wrong characters, more characters the lips did not show"),
+    "pinyin_search_weight": ("weight of the pinyin CTC inside the character search",
+                             "The pinyin CTC in the search: the LM chooses among what the lips drew"),
+}
+
+
+def plot_against(cells: list, knob: str, path: Path, dset: str) -> bool:
+    """Dev CER and VER against ``knob``, one line per setting of the other knobs with >= 3 values of it; False
+    (and no figure) when no setting has that many."""
+    others = [k for k in KNOBS if k != knob]
+    groups = {}
+    for c in cells:
+        groups.setdefault(tuple(c[k] for k in others), []).append(c)
+    groups = {key: cs for key, cs in groups.items() if len({c[knob] for c in cs}) >= 3}
+    if not groups:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    groups = {}
-    for c in cells:
-        groups.setdefault((c["ctc_weight"], c["pinyin_rescore_weight"], c["penalty"], c["beam_size"]), []).append(c)
-    for (ctc, py, pen, beam), cs in sorted(groups.items()):
-        if len(cs) < 3:
-            continue
-        cs.sort(key=lambda c: c["lm_weight"])
-        label = f"ctc {ctc:g}, pinyin vote {py:g}, length bonus {pen:g}"
-        a.plot([c["lm_weight"] for c in cs], [c["cer"] for c in cs], "o-", label=label)
-        b.plot([c["lm_weight"] for c in cs], [c["ver"] for c in cs], "o-", label=label)
+    short = dict(ctc_weight="ctc", pinyin_rescore_weight="pinyin vote", penalty="length bonus", beam_size="beam",
+                 lm_weight="LM", pinyin_search_weight="pinyin CTC")
+    for key, cs in sorted(groups.items()):
+        cs.sort(key=lambda c: c[knob])
+        label = ", ".join(f"{short[k]} {v:g}" for k, v in zip(others, key) if k != "beam_size")
+        a.plot([c[knob] for c in cs], [c["cer"] for c in cs], "o-", label=label)
+        b.plot([c[knob] for c in cs], [c["ver"] for c in cs], "o-", label=label)
     for ax, what in ((a, "CER"), (b, "VER (viseme error rate)")):
-        ax.set_xlabel("LM weight (shallow fusion)")
+        ax.set_xlabel(PLOTS[knob][0])
         ax.set_ylabel(f"{dset} {what} (%)")
         ax.grid(alpha=0.3)
-    a.legend(fontsize=8)
-    fig.suptitle("The character LM: fewer wrong characters, more characters the lips did not show")
+    a.legend(fontsize=7)
+    fig.suptitle(PLOTS[knob][1])
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return True
 
 
 if __name__ == "__main__":

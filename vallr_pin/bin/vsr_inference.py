@@ -83,6 +83,10 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--pinyin_rescore_weight", type=float, default=0.0,
                    help="Add this times the pinyin branch's log-likelihood of each character hypothesis's "
                         "reading to its score and re-rank the beam (dual model only; 0: off, the paper's Stage I)")
+    g.add_argument("--pinyin_search_weight", type=float, default=0.0,
+                   help="Weight of the pinyin branch's CTC, read through the characters, as one more CTC prefix "
+                        "scorer inside the character beam search: keeps the search on what the lips drew while "
+                        "the decoder and the LM choose among homophones (dual model only; 0: off)")
     g = parser.add_argument_group("Character language model (shallow fusion, as ESPnet's asr_inference)")
     g.add_argument("--lm_train_config", default=None, help="config.yaml of an ESPnet character LM (vsr.sh stage 4)")
     g.add_argument("--lm_file", default=None, help="its checkpoint")

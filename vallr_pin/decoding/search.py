@@ -14,6 +14,14 @@ in training than any one character, so on unseen speakers and sentences it often
 the character branch does; homophones tie under it and stay ranked by the character branch. 0 = the paper's
 Stage I (the character branch alone decides).
 
+``pinyin_search_weight`` v (dual model only) brings the same evidence into the search itself rather than after
+it: the pinyin CTC becomes one more ESPnet ``CTCPrefixScorer`` of the character beam search, over the pinyin
+branch's frame posteriors read through the characters (:class:`PinyinReadingCTC`: character c at frame t scores
+the best of log P(reading of c | frame t) over its readings). A character LM in shallow fusion (``lm_weight``)
+otherwise picks the character the language prefers even where the lips drew another syllable; with the pinyin
+CTC in the search, a hypothesis that leaves what the lips drew pays for it at every step, while homophones tie
+under it and stay for the decoder and the LM to choose between.
+
 :class:`VideoToText` is what stage 5/6 (``vallr_pin.bin.vsr_inference``, :mod:`vallr_pin.decoding.jobs`) and a
 packed model (:mod:`vallr_pin.recognizer`) decode with.
 """
@@ -35,10 +43,55 @@ class Recognition:
     pinyin: str = ""
 
 
+class PinyinReadingCTC(torch.nn.Module):
+    """The pinyin branch's CTC seen through a character token list, for ESPnet's ``CTCPrefixScorer``.
+
+    ``log_softmax(hs)`` returns (B, T, V_char): for each character token the best, frame by frame, of the pinyin
+    CTC's log-posteriors of its toneless readings (every pypinyin reading that is in the pinyin token list:
+    the character search has no context to resolve a polyphone, so 行 scores as the better of xing and hang).
+    ``<blank>`` maps to the pinyin ``<blank>``, ``<sos/eos>`` to the pinyin ``<sos/eos>``, and a token with no
+    reading (``<unk>``, a Hanzi outside the pinyin list) to the pinyin ``<unk>``. The rows are not normalised
+    over the characters (homophones share a posterior): the score is the pinyin branch's likelihood of a
+    hypothesis's reading, which is what a scorer needs, not a distribution over characters.
+    Approximation, kept on purpose: two homophones in a row (是事) need no blank between them here, where the
+    pinyin CTC would need one."""
+
+    def __init__(self, pinyin_ctc: torch.nn.Module, token_list: Sequence[str], pinyin_token_list: Sequence[str]):
+        super().__init__()
+        from pypinyin import Style, pinyin as _readings
+
+        from vallr_pin.text.normalize import is_hanzi
+
+        self.pinyin_ctc = pinyin_ctc
+        index = {t: i for i, t in enumerate(pinyin_token_list)}
+        unk = index.get("<unk>", 1)
+        rows = []
+        for i, tok in enumerate(token_list):
+            if i == 0:
+                rows.append([0])  # <blank>
+            elif i == len(token_list) - 1:
+                rows.append([len(pinyin_token_list) - 1])  # <sos/eos>
+            elif len(tok) == 1 and is_hanzi(tok):
+                reads = _readings(tok, style=Style.NORMAL, strict=True, v_to_u=False, heteronym=True)[0]
+                rows.append(sorted({index[r] for r in reads if r in index}) or [unk])
+            else:
+                rows.append([unk])
+        width = max(len(r) for r in rows)
+        # pad each row with its first reading: the max over the row is unchanged
+        self.register_buffer("readings", torch.tensor([r + r[:1] * (width - len(r)) for r in rows]),
+                             persistent=False)
+
+    def log_softmax(self, hs: torch.Tensor) -> torch.Tensor:
+        logp = self.pinyin_ctc.log_softmax(hs)  # (B, T, V_pinyin)
+        return logp[..., self.readings.to(logp.device)].amax(dim=-1)  # (B, T, V_char, R) -> (B, T, V_char)
+
+
 def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_weight: float, penalty: float,
-                      impl: str, normalize_length: bool = False, lm=None, lm_weight: float = 0.0):
+                      impl: str, normalize_length: bool = False, lm=None, lm_weight: float = 0.0,
+                      pinyin_ctc: Optional[PinyinReadingCTC] = None, pinyin_search_weight: float = 0.0):
     """ESPnet joint CTC/attention beam search over ``token_list`` (``<sos/eos>`` = last token), with an
-    optional ESPnet language model (``lm``: the ``.lm`` of an ``LMTask`` model) in shallow fusion."""
+    optional ESPnet language model (``lm``: the ``.lm`` of an ``LMTask`` model) in shallow fusion and an
+    optional second CTC prefix scorer, the pinyin branch read through the characters (``pinyin_ctc``)."""
     from espnet.nets.batch_beam_search import BatchBeamSearch
     from espnet.nets.beam_search import BeamSearch
     from espnet.nets.scorer_interface import BatchScorerInterface
@@ -50,6 +103,9 @@ def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_w
     weights = dict(decoder=1.0 - ctc_weight, ctc=ctc_weight, length_bonus=penalty)
     if lm is not None and lm_weight:
         scorers["lm"], weights["lm"] = lm, lm_weight
+    if pinyin_ctc is not None and pinyin_search_weight:
+        scorers["pinyin_ctc"] = CTCPrefixScorer(ctc=pinyin_ctc, eos=eos)
+        weights["pinyin_ctc"] = pinyin_search_weight
     beam_search = BeamSearch(
         beam_size=beam_size, weights=weights, scorers=scorers, sos=eos, eos=eos, vocab_size=len(token_list),
         token_list=token_list, pre_beam_score_key=None if ctc_weight == 1.0 else "full",
@@ -93,6 +149,8 @@ class VideoToText:
         pinyin_decode_mode: ``attention`` or ``ctc``; pinyin_beam_size / pinyin_ctc_weight for ``attention``.
         pinyin_rescore_weight: weight of the pinyin branch's score of each character hypothesis's reading
             (module docstring); needs a dual model when > 0.
+        pinyin_search_weight: weight of the pinyin CTC as a prefix scorer inside the character beam search
+            (module docstring); needs a dual model when > 0.
         lm_train_config, lm_file, lm_weight: a character language model trained by ESPnet's ``lm_train``
             (``config.yaml`` and a checkpoint of the same run) and its weight in the character beam search
             (shallow fusion, as ESPnet's ``asr_inference``); its token list must be the model's.
@@ -103,13 +161,16 @@ class VideoToText:
                  minlenratio: float = 0.0, nbest: int = 10, beam_search_impl: str = "batch",
                  pinyin_decode_mode: str = "attention", pinyin_beam_size: int = 5, pinyin_ctc_weight: float = 0.3,
                  normalize_length: bool = False, pinyin_rescore_weight: float = 0.0,
-                 lm_train_config: Optional[str] = None, lm_file: Optional[str] = None, lm_weight: float = 0.0):
+                 lm_train_config: Optional[str] = None, lm_file: Optional[str] = None, lm_weight: float = 0.0,
+                 pinyin_search_weight: float = 0.0):
         from vallr_pin.tasks.vsr import VSRTask
 
         model, train_args = VSRTask.build_model_from_file(train_config, None, device)
-        if pinyin_rescore_weight and not model.has_pinyin_branch:
-            raise ValueError(f"--pinyin_rescore_weight {pinyin_rescore_weight} needs a dual model; {train_config} "
-                             "has no pinyin branch (use 0 for a char-only model)")
+        for opt, w in (("pinyin_rescore_weight", pinyin_rescore_weight),
+                       ("pinyin_search_weight", pinyin_search_weight)):
+            if w and not model.has_pinyin_branch:
+                raise ValueError(f"--{opt} {w} needs a dual model; {train_config} has no pinyin branch (use 0 for "
+                                 "a char-only model)")
         states = torch.load(model_file, map_location=device, weights_only=False)
         try:
             # ESPnet's loader is strict=False: a dual config on a char-only checkpoint would silently decode with
@@ -131,9 +192,11 @@ class VideoToText:
         self.pinyin_rescore_weight = pinyin_rescore_weight
         self.pinyin_ctc_weight = pinyin_ctc_weight
         lm = load_lm(lm_train_config, lm_file, self.token_list, device) if lm_weight else None
+        pinyin_ctc = (PinyinReadingCTC(model.pinyin_ctc, self.token_list, self.pinyin_token_list)
+                      if pinyin_search_weight else None)
         self.beam_search = build_beam_search(model.decoder, model.ctc, self.token_list, beam_size, ctc_weight,
-                                             penalty, beam_search_impl, normalize_length, lm,
-                                             lm_weight).to(device)
+                                             penalty, beam_search_impl, normalize_length, lm, lm_weight,
+                                             pinyin_ctc, pinyin_search_weight).to(device)
         self.pinyin_beam_search = None
         if model.has_pinyin_branch and pinyin_decode_mode == "attention":
             self.pinyin_beam_search = build_beam_search(

@@ -456,8 +456,9 @@ if run_stage 5 "decode ${test_sets} with ${inference_model}, score CER"; then
   for mexp in ${vsr_exp} ${char_tag:+${char_exp}}; do
     for dset in ${test_sets}; do
       dir=${mexp}/decode_${decode_tag}_${inference_model%.pth}/${dset}
-      # the char-only baseline has no pinyin branch to rescore with (decode_config's pinyin_rescore_weight)
-      extra=""; [ "${mexp}" = "${char_exp}" ] && extra="--pinyin_rescore_weight 0"
+      # the char-only baseline has no pinyin branch to rescore or search with (decode_config's
+      # pinyin_rescore_weight, pinyin_search_weight)
+      extra=""; [ "${mexp}" = "${char_exp}" ] && extra="--pinyin_rescore_weight 0 --pinyin_search_weight 0"
       queue_decode "${mexp}" "${mexp}/${inference_model}" "${dset}" "${dir}" "${extra}"
     done
   done
