@@ -363,8 +363,8 @@ def test_pinyin_ctc_in_the_character_search_scores_each_hypothesis_by_its_readin
 
 
 def _train_char_lm(trained) -> Path:
-    """An ESPnet character LM (espnet2.bin.lm_train, 2 epochs) on the fixture's transcripts, with its token list:
-    what vsr.sh stage 4 trains with --use_lm true."""
+    """An ESPnet character LM (ESPnet's lm_train, through vallr_pin.bin.lm_train, 2 epochs) on the fixture's
+    transcripts, with its token list: what vsr.sh stage 4 trains with --use_lm true."""
     root, data = trained["root"], trained["data"]
     lm_dir = root / "lm"
     if (lm_dir / "valid.loss.best.pth").exists():
@@ -373,7 +373,7 @@ def _train_char_lm(trained) -> Path:
         "lm": "seq_rnn", "lm_conf": {"unit": 32, "nlayers": 1}, "optim": "adam", "optim_conf": {"lr": 0.01},
         "max_epoch": 2, "batch_type": "folded", "batch_size": 4, "num_workers": 0, "seed": 0,
         "best_model_criterion": [["valid", "loss", "min"]], "keep_nbest_models": 1}), encoding="utf-8")
-    common = [sys.executable, "-m", "espnet2.bin.lm_train", "--config", str(root / "lm.yaml"), "--ngpu", "0",
+    common = [sys.executable, "-m", "vallr_pin.bin.lm_train", "--config", str(root / "lm.yaml"), "--ngpu", "0",
               "--token_type", "char", "--token_list", str(data / "char_tokens.txt"), "--use_preprocessor", "true",
               "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none", "--bpemodel", "none",
               "--train_data_path_and_name_and_type", f"{data}/text,text,text",

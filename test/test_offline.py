@@ -4,8 +4,8 @@ Each entry point runs as the recipe starts it (``python -m vallr_pin.bin.X``) wi
 refuses and records every name lookup of a non-local host and every IPv4/IPv6 connect, inside a network namespace
 with no interfaces up (``unshare --net``) where that is allowed, and without the HF_*_OFFLINE variables that the
 Makefile and path.sh export: the entry points must set them themselves. The stages chain like the recipe's:
-lip_roi -> prepare_text -> vsr_train --collect_stats -> vsr_train -> vsr_inference -> make_tiny_llm ->
-llm_refine -> score.
+lip_roi -> prepare_text -> vsr_train --collect_stats -> vsr_train -> lm_train --collect_stats -> lm_train ->
+vsr_inference (with the LM) -> make_tiny_llm -> llm_refine -> score.
 """
 
 from __future__ import annotations
@@ -133,12 +133,26 @@ def test_recipe_entry_points_run_with_the_network_cut(airgapped, tmp_path):
               "--train_shape_file", tmp_path / "stats/train/video_shape",
               "--valid_shape_file", tmp_path / "stats/valid/video_shape")
 
-    # stage 5: decode with the 1-epoch model
+    # stages 3-4 with --use_lm true: ESPnet's lm_train, whose task imports g2p_en (nltk.download at import)
+    (tmp_path / "lm.yaml").write_text("lm: seq_rnn\nlm_conf: {unit: 16, nlayers: 1}\nmax_epoch: 1\n"
+                                      "batch_type: folded\nbatch_size: 4\nnum_workers: 0\nseed: 0\n")
+    lm = ["--config", tmp_path / "lm.yaml", "--ngpu", 0, "--token_type", "char", "--token_list", tokens[1],
+          "--use_preprocessor", "true", "--non_linguistic_symbols", "none", "--cleaner", "none", "--g2p", "none",
+          "--bpemodel", "none", "--train_data_path_and_name_and_type", f"{data}/text,text,text",
+          "--valid_data_path_and_name_and_type", f"{data}/text,text,text"]
+    airgapped("lm_train", *lm, "--collect_stats", "true", "--output_dir", tmp_path / "lm_stats",
+              "--train_shape_file", data / "text", "--valid_shape_file", data / "text")
+    airgapped("lm_train", *lm, "--output_dir", tmp_path / "lm", "--fold_length", 150, "--train_shape_file",
+              tmp_path / "lm_stats/train/text_shape", "--valid_shape_file", tmp_path / "lm_stats/valid/text_shape")
+
+    # stage 5: decode with the 1-epoch model, the LM fused and the pinyin CTC in the search
     decode = exp / "decode" / "train"
     airgapped("vsr_inference", "--config", REPO / "egs/TEMPLATE/vsr1/conf/decode_vsr.yaml",
               "--train_config", exp / "config.yaml", "--model_file", exp / "1epoch.pth",
               "--data_path_and_name_and_type", f"{roi}/feats.scp,video,kaldi_ark", "--ref_text", data / "text",
-              "--beam_size", 3, "--nbest", 3, "--output_dir", decode)
+              "--beam_size", 3, "--nbest", 3, "--output_dir", decode, "--pinyin_search_weight", 0.3,
+              "--lm_weight", 0.3, "--lm_train_config", tmp_path / "lm/config.yaml",
+              "--lm_file", tmp_path / "lm/1epoch.pth")
     rows = [json.loads(line) for line in (decode / "nbest.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["utt"] for r in rows] == sorted(text) and all(r["nbest"] for r in rows)
 
@@ -163,6 +177,10 @@ def test_espnet_task_imports_neither_g2p_nltk_nor_the_whole_of_funasr():
         "import sys, vallr_pin.bin.vsr_train, vallr_pin.bin.vsr_inference, vallr_pin.tasks.vsr\n"
         "heavy = ('g2p_en', 'nltk', 'inflect', 'espnet2.train.preprocessor', 'transformers', 'funasr.auto')\n"
         "print('loaded:', sorted(m for m in heavy if m in sys.modules))\n"
+        # ESPnet's LM task (stage 4's lm_train, stages 5-6's LM fusion) with a g2p_en that is never the real one
+        "from vallr_pin.lean_imports import import_lm_task\n"
+        "import_lm_task()\n"
+        "print('with the LM task:', sorted(m for m in ('g2p_en', 'nltk') if m in sys.modules))\n"
         "import funasr\n"
         "from funasr.models.sanm.encoder import SANMEncoder\n"
         "assert issubclass(vallr_pin.tasks.vsr.SANMVideoEncoder, SANMEncoder)\n"
@@ -173,8 +191,8 @@ def test_espnet_task_imports_neither_g2p_nltk_nor_the_whole_of_funasr():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     # (ESPnet and FunASR print notices on stdout too)
-    assert [ln for ln in out.stdout.splitlines() if ln.startswith(("loaded:", "completed:"))] == [
-        "loaded: []", "completed: True True"]
+    assert [ln for ln in out.stdout.splitlines() if ln.startswith(("loaded:", "with the LM task:", "completed:"))] == [
+        "loaded: []", "with the LM task: []", "completed: True True"]
 
 
 def test_offline_defaults_are_defaults(monkeypatch):

@@ -258,7 +258,7 @@ def test_use_lm_trains_a_character_lm_and_every_decode_fuses_it(recipe):
     assert opt(text, "--transcripts") == ["data/train/text"] and opt(text, "--valid") == ["data/dev/text"]
     held = text[text.index("--held-out") + 1:text.index("--text")]
     assert sorted(held) == ["data/dev/text", "data/test/text"] and opt(text, "--text") == ["extra.txt"]
-    lm_calls = [c for c in calls(recipe) if c[0] == "python" and c[1:3] == ["-m", "espnet2.bin.lm_train"]]
+    lm_calls = [c for c in calls(recipe) if c[0] == "python" and c[1:3] == ["-m", "vallr_pin.bin.lm_train"]]
     assert len(lm_calls) == 2  # stage 3's collect-stats, stage 4's training
     stats, train = lm_calls
     assert opt(stats, "--collect_stats") == ["true"] and opt(train, "--max_epoch") == ["1"]
@@ -266,8 +266,8 @@ def test_use_lm_trains_a_character_lm_and_every_decode_fuses_it(recipe):
         assert opt(c, "--token_list") == ["data/token_list/char/tokens.txt"] and opt(c, "--token_type") == ["char"]
     assert opt(train, "--output_dir") == ["exp/lm_char"]
     flat = [" ".join(c) for c in calls(recipe)]
-    order = [i for i, c in enumerate(flat) if "train_vsr_char" in c or "espnet2.bin.lm_train --config" in c]
-    assert len(order) >= 2 and "espnet2.bin.lm_train" in flat[order[-1]]  # the LM after the char-only model
+    order = [i for i, c in enumerate(flat) if "train_vsr_char" in c or "vallr_pin.bin.lm_train --config" in c]
+    assert len(order) >= 2 and "vallr_pin.bin.lm_train" in flat[order[-1]]  # the LM after the char-only model
     decodes = inference_jobs(recipe)
     assert len(decodes) == 2
     for _, _, args, _ in decodes:

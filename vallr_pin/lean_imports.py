@@ -20,14 +20,20 @@ recipe stage starts several such processes.
   (ESPnet then records it as unavailable), and afterwards the module imports normally again. ``--use_adapter``
   with LoRA is unaffected.
 
-The ESPnet module chain that calls ``nltk.download`` at import is not imported at all (no step here; see
-:mod:`vallr_pin.tasks.vsr_collate`). ``test/test_offline.py`` covers both steps.
+The ESPnet module chain that calls ``nltk.download`` at import is not imported at all by the VSR task (see
+:mod:`vallr_pin.tasks.vsr_collate`). ESPnet's ``LMTask`` (the character LM of ``vsr.sh --use_lm true``: trained by
+stage 4, fused by stages 5-6) cannot avoid it: ``espnet2.tasks.lm`` imports ``espnet2.train.preprocessor``, whose
+``espnet2.text.phoneme_tokenizer`` does ``import g2p_en``, and ``g2p_en`` calls ``nltk.download`` at import: a
+network attempt from every LM process. :func:`import_lm_task` imports ``LMTask`` with a placeholder ``g2p_en``
+that refuses to be *used* (a character LM never uses it: ``--g2p none``), then takes the placeholder out of
+``sys.modules`` again. ``test/test_offline.py`` covers all three.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 from types import ModuleType
@@ -69,3 +75,33 @@ def hidden_modules(names: Sequence[str]) -> Iterator[None]:
         for n in hidden:
             if n in sys.modules and sys.modules[n] is None:
                 del sys.modules[n]
+
+
+def _g2p_en_placeholder() -> ModuleType:
+    """A ``g2p_en`` module whose ``G2p`` says why it is not there (importing the real one downloads NLTK data)."""
+    module = ModuleType("g2p_en")
+    # a spec, as every imported module has: transformers' tokenizer table probes g2p_en with find_spec
+    module.__spec__ = importlib.machinery.ModuleSpec("g2p_en", None)
+
+    class G2p:  # noqa: D401 - the one name ESPnet's phoneme tokenizer uses
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("g2p_en is not loaded in this vallr_pin process (its import downloads NLTK data, "
+                               "which an air-gapped node cannot); the character LM uses --g2p none")
+
+    module.G2p = G2p
+    return module
+
+
+def import_lm_task() -> type:
+    """ESPnet's ``espnet2.tasks.lm.LMTask``, imported without ``g2p_en``'s ``nltk.download`` (module docstring) and
+    without the unused wav2vec2 adapter import (:data:`ESPNET_TASK_UNUSED`)."""
+    placeholder = None
+    if "g2p_en" not in sys.modules:
+        placeholder = sys.modules["g2p_en"] = _g2p_en_placeholder()
+    try:
+        with hidden_modules(ESPNET_TASK_UNUSED):
+            from espnet2.tasks.lm import LMTask
+    finally:
+        if placeholder is not None and sys.modules.get("g2p_en") is placeholder:
+            del sys.modules["g2p_en"]  # a later explicit import of g2p_en gets the real package
+    return LMTask

@@ -123,7 +123,9 @@ def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_w
 
 def load_lm(lm_train_config: Optional[str], lm_file: Optional[str], token_list: List[str], device: str):
     """The scorer of an ESPnet character LM (``LMTask``), checked to share the VSR model's token list."""
-    from espnet2.tasks.lm import LMTask
+    from vallr_pin.lean_imports import import_lm_task
+
+    LMTask = import_lm_task()  # without g2p_en's nltk.download (a network attempt) at import
 
     if not lm_train_config or not lm_file:
         raise ValueError("a non-zero --lm_weight needs --lm_train_config and --lm_file (the LM of stage 4)")

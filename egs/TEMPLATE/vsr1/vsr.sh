@@ -92,7 +92,7 @@ frame_align=             # e.g. align.scp: per-frame character index data/<set>/
 use_lm=false
 lm_tag=char
 lm_config=conf/train_lm.yaml
-lm_args=                 # extra options for espnet2.bin.lm_train, e.g. "--max_epoch 1"
+lm_args=                 # extra options for ESPnet's lm_train (vallr_pin.bin.lm_train), e.g. "--max_epoch 1"
 lm_train_text=           # extra plain text files for the LM (cut into clauses; dev/test sentences and near copies are
                          #   dropped), besides the training transcripts
 lm_inference_model=valid.loss.best.pth  # the LM checkpoint stages 5-6 decode with (file under exp/lm_<tag>)
@@ -317,7 +317,7 @@ if run_stage 3 "ESPnet collect-stats -> ${stats_dir}"; then
     need 2 "${lm_dump}/train.txt" "${lm_dump}/valid.txt"
     # shellcheck disable=SC2046
     ${train_cmd} "${lm_stats_dir}/log/stats.log" \
-      ${python} -m espnet2.bin.lm_train --collect_stats true --config "${lm_config}" $(lm_opts) \
+      ${python} -m vallr_pin.bin.lm_train --collect_stats true --config "${lm_config}" $(lm_opts) \
         --train_shape_file "${lm_dump}/train.txt" --valid_shape_file "${lm_dump}/valid.txt" \
         --output_dir "${lm_stats_dir}" --ngpu 0 --num_workers 0
   fi
@@ -352,7 +352,7 @@ train_lm() {  # the character LM (ESPnet's lm_train; resumes like the VSR models
   log "  training ${lm_exp} with ${lm_config} on ${lm_dump}/train.txt ($(wc -l < "${lm_dump}/train.txt") lines)"
   # shellcheck disable=SC2046,SC2086
   ${train_cmd} "${lm_exp}/train.log" \
-    ${python} -m espnet2.bin.lm_train --config "${lm_config}" $(lm_opts) \
+    ${python} -m vallr_pin.bin.lm_train --config "${lm_config}" $(lm_opts) \
       --train_shape_file "${lm_stats_dir}/train/text_shape" --valid_shape_file "${lm_stats_dir}/valid/text_shape" \
       --fold_length 150 --resume true --output_dir "${lm_exp}" --ngpu 0 --num_workers 0 ${lm_args}
 }
