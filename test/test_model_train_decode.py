@@ -273,12 +273,19 @@ def test_pinyin_rescoring_reranks_the_beam_by_the_pinyin_branch(trained):
     assert VideoToText.reading(["人", "<unk>", "国", "中"]) == ["ren", "<unk>", "guo", "zhong"]
 
     with pytest.raises(ValueError, match="needs a dual model"):
-        char_cfg = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
+        VideoToText(train_config=str(_char_only_config(trained)), model_file=model, pinyin_rescore_weight=1.0)
+
+
+def _char_only_config(trained) -> Path:
+    """The fixture's training config.yaml made char-only (no pinyin branch), for the dual-only options."""
+    path = trained["root"] / "char.yaml"
+    if not path.exists():
+        char_cfg = yaml.safe_load((trained["exp"] / "config.yaml").read_text(encoding="utf-8"))
         char_cfg["model_conf"]["char_weight"] = 1.0
         char_cfg["pinyin_decoder"] = "none"
         char_cfg.pop("pinyin_decoder_conf", None)
-        (trained["root"] / "char.yaml").write_text(yaml.safe_dump(char_cfg, allow_unicode=True), encoding="utf-8")
-        VideoToText(train_config=str(trained["root"] / "char.yaml"), model_file=model, pinyin_rescore_weight=1.0)
+        path.write_text(yaml.safe_dump(char_cfg, allow_unicode=True), encoding="utf-8")
+    return path
 
 
 def test_pinyin_reading_ctc_maps_each_character_to_the_best_of_its_readings():
@@ -310,11 +317,11 @@ def test_pinyin_reading_ctc_maps_each_character_to_the_best_of_its_readings():
         assert torch.equal(got[..., i], expected[tok]), tok
 
 
-def test_pinyin_ctc_in_the_character_search_scores_each_hypothesis_by_its_reading(trained):
+def test_pinyin_ctc_in_the_character_search_scores_each_hypothesis_by_its_reading(trained, caplog):
     """--pinyin_search_weight v: the character beam search gets a second CTC prefix scorer, weighted v, whose
     accumulated score of each hypothesis that ended by choosing <sos/eos> is the CTC log-likelihood of its characters under the pinyin
-    branch's posteriors read through the characters; the decode still reads the training utterances; a
-    char-only model refuses it."""
+    branch's posteriors read through the characters; the decode still reads the training utterances; the
+    decode signature and a packed model carry the option; a char-only model refuses it."""
     from vallr_pin.decoding.search import VideoToText
     from vallr_pin.tasks.vsr import VSRTask
 
@@ -336,10 +343,10 @@ def test_pinyin_ctc_in_the_character_search_scores_each_hypothesis_by_its_readin
             hyps = searched.beam_search(x=enc[0], maxlenratio=0.0, minlenratio=0.0)
             logp = reader.log_softmax(enc).transpose(0, 1)  # (T, 1, V_char)
         hyps_1best[utt] = "".join(searched._ids_to_tokens(hyps[0].yseq[1:-1].tolist(), searched.token_list))
-        eos = len(searched.token_list) - 1
-        # a hypothesis cut at the maximum length gets <sos/eos> appended unscored (ESPnet): its CTC scores, the
-        # character CTC's too, are then prefix scores; only those that chose <sos/eos> are whole sentences
-        for h in (h for h in hyps if int(h.yseq[-2]) != eos):
+        # a hypothesis that reached the maximum length (maxlenratio 0: the encoder length) gets <sos/eos>
+        # appended unscored (ESPnet): its CTC scores, the character CTC's too, are then prefix scores; only the
+        # others chose <sos/eos> and are whole sentences
+        for h in (h for h in hyps if len(h.yseq) < enc.size(1) + 2):
             ids = h.yseq[1:-1]
             ll = -torch.nn.functional.ctc_loss(logp, ids.unsqueeze(0), torch.tensor([enc.size(1)]),
                                                torch.tensor([len(ids)]), reduction="sum", zero_infinity=False)
@@ -351,15 +358,33 @@ def test_pinyin_ctc_in_the_character_search_scores_each_hypothesis_by_its_readin
     assert checked >= len(refs) // 2
     assert _cer(refs, hyps_1best) <= 0.10, hyps_1best
 
-    char_cfg = yaml.safe_load((exp / "config.yaml").read_text(encoding="utf-8"))
-    char_cfg["model_conf"]["char_weight"] = 1.0
-    char_cfg["pinyin_decoder"] = "none"
-    char_cfg.pop("pinyin_decoder_conf", None)
-    (trained["root"] / "char_search.yaml").write_text(yaml.safe_dump(char_cfg, allow_unicode=True),
-                                                       encoding="utf-8")
+    # the decode's signature names the option only when it is on (a decode from before it keeps its signature),
+    # and a packed model's decoding options carry it to the recognizer
+    from vallr_pin.bin import vsr_inference
+    from vallr_pin.decoding.jobs import signature
+    from vallr_pin.packing import decode_kwargs
+
+    base = ["--train_config", str(exp / "config.yaml"), "--model_file", model, "--output_dir", "x",
+            "--data_path_and_name_and_type", f"{data}/feats.scp,video,kaldi_ark"]
+    parser = vsr_inference.get_parser()
+    assert "pinyin_search_weight" not in signature(parser.parse_args(base))["options"]
+    on = signature(parser.parse_args(base + ["--pinyin_search_weight", "0.3"]))
+    assert on["options"]["pinyin_search_weight"] == 0.3
+    assert decode_kwargs({"beam_size": 4, "pinyin_search_weight": 0.3}) == {"beam_size": 4,
+                                                                             "pinyin_search_weight": 0.3}
+
+    # a char-only model: refused by the decoder, and by a decode job before any model is loaded
+    char_cfg = _char_only_config(trained)
     with pytest.raises(ValueError, match="pinyin_search_weight 1.0 needs a dual model"):
-        VideoToText(train_config=str(trained["root"] / "char_search.yaml"), model_file=model,
-                    pinyin_search_weight=1.0)
+        VideoToText(train_config=str(char_cfg), model_file=model, pinyin_search_weight=1.0)
+    caplog.clear()
+    with pytest.raises(SystemExit, match="1"):
+        vsr_inference.main(["--train_config", str(char_cfg), "--model_file", model,
+                            "--data_path_and_name_and_type", f"{data}/feats.scp,video,kaldi_ark",
+                            "--output_dir", str(trained["root"] / "char_search_decode"),
+                            "--pinyin_search_weight", "0.3"])
+    assert "--pinyin_search_weight 0.3 need a dual model" in caplog.text
+    assert not (trained["root"] / "char_search_decode").exists()
 
 
 def _train_char_lm(trained) -> Path:
@@ -394,8 +419,9 @@ def test_character_lm_is_fused_into_the_character_beam_search(trained):
     every final hypothesis is the LM's own log-probability of its tokens and <sos/eos> (so the token lists line
     up), the pinyin search has no LM, and the decode's signature names the LM by content (a new LM re-decodes)
     while a decode without one keeps the signature it had before LMs existed."""
-    from espnet2.tasks.lm import LMTask
+    from vallr_pin.lean_imports import import_lm_task
 
+    LMTask = import_lm_task()  # (a plain import of espnet2.tasks.lm tries the network: lean_imports)
     from vallr_pin.bin.vsr_inference import get_parser
     from vallr_pin.decoding.jobs import signature
     from vallr_pin.decoding.search import VideoToText, load_lm

@@ -8,9 +8,10 @@ before any entry point's own imports; child processes (ms-swift, run.pl jobs) in
 Makefile export the same values for shell tools.
 
 NLTK has no setting that keeps ``nltk.download`` off the network (``NLTK_DOWNLOAD_URL`` only changes its command
-line), and ``g2p_en`` calls it at import time. No entry point imports ``g2p_en`` or NLTK (see
-:mod:`vallr_pin.tasks.vsr_collate`); ``test/test_offline.py`` runs the recipe's entry points with the network
-cut and fails on any attempt.
+line), and ``g2p_en`` calls it at import time. No entry point imports the real ``g2p_en`` or NLTK: the VSR task
+keeps out of ESPnet's module chain that does (:mod:`vallr_pin.tasks.vsr_collate`), and the character LM's task,
+which cannot, is imported with a placeholder ``g2p_en`` (:func:`vallr_pin.lean_imports.import_lm_task`);
+``test/test_offline.py`` runs the recipe's entry points with the network cut and fails on any attempt.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 
 Builds the model of ``--config`` (random weights; the recipe's paper config by default), saves it as a trained
 model is saved (config.yaml + .pth), and decodes ``--utts`` clips of ``--frames`` frames with the real decoder
-(``vallr_pin.bin.vsr_inference.VideoToText``) and ``--decode_config``'s settings: character beam 10 / 10-best,
+(``vallr_pin.decoding.search.VideoToText``) and ``--decode_config``'s settings: character beam 10 / 10-best,
 pinyin beam 5. A random model never ends a hypothesis, so the hypotheses run to ``maxlenratio x frames`` tokens:
 the defaults are a mean CNVSRC-Multi.Dev utterance, 128 frames and 21.5 characters (the CNVSRC baselines'
 lists of its 20,450 utterances), so 22 characters. The encoder (frontend + SAN-M) is
@@ -46,7 +46,8 @@ def main(argv=None):
     torch.manual_seed(0)
     from bench_train_step import build
 
-    from vallr_pin.bin.vsr_inference import VideoToText
+    from vallr_pin.decoding.search import VideoToText
+    from vallr_pin.packing import decode_kwargs
 
     dec = yaml.safe_load(args.decode_config.read_text(encoding="utf-8"))
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,12 +60,9 @@ def main(argv=None):
             "--config", str(tmp / args.config.name), "--token_list", str(tmp / "c.txt"),
             "--pinyin_token_list", str(tmp / "p.txt"), "--output_dir", str(tmp)])
         (tmp / "config.yaml").write_text(yaml.safe_dump(vars(train_args), allow_unicode=True), encoding="utf-8")
-        v2t = VideoToText(str(tmp / "config.yaml"), str(tmp / "model.pth"), device=args.device,
-                          beam_size=dec["beam_size"], ctc_weight=dec["ctc_weight"], penalty=dec["penalty"],
-                          maxlenratio=args.maxlenratio, nbest=dec["nbest"], beam_search_impl=dec["beam_search_impl"],
-                          pinyin_decode_mode=dec["pinyin_decode_mode"], pinyin_beam_size=dec["pinyin_beam_size"],
-                          pinyin_ctc_weight=dec["pinyin_ctc_weight"],
-                          pinyin_rescore_weight=dec["pinyin_rescore_weight"])
+        # the decode config's options as a packed model passes them, less the LM (a random model has none)
+        opts = {**decode_kwargs(dec), "maxlenratio": args.maxlenratio, "lm_weight": 0.0}
+        v2t = VideoToText(str(tmp / "config.yaml"), str(tmp / "model.pth"), device=args.device, **opts)
     clips = [torch.randn(1, args.frames, 88 * 88) for _ in range(args.utts + 1)]
     lengths = torch.tensor([args.frames])
 

@@ -3,12 +3,14 @@
 
 Decodes the recipe's valid set with every cell of a grid of the settings that ``conf/decode_vsr.yaml`` fixes
 (CTC weight of the character search, the pinyin branch's vote on each character hypothesis, the length bonus,
-the beam, the character LM's weight, the pinyin CTC's weight inside the character search), with the recipe's own model and decoder (``python -m vallr_pin.bin.vsr_inference --decode_list``,
-``--nj`` processes of one thread, each decoding its split of the set for every cell), and scores CER, reading
-error rate (toneless pinyin) and viseme error rate. The cell with the lowest dev CER is then decoded on test,
-next to the recipe's own setting, with a paired bootstrap of the two over the test utterances. Nothing of the
-recipe is changed; every decode goes under ``--work`` (default ``exp/decode_grid``) and a finished one (its
-``text`` exists) is not run again.
+the beam, the character LM's weight, the pinyin CTC's weight inside the character search), with the recipe's
+own model and decoder (``python -m vallr_pin.bin.vsr_inference --decode_list``, ``--nj`` processes of one
+thread, each decoding its split of the set for every cell), and scores CER, reading error rate (toneless
+pinyin) and viseme error rate. The cell with the lowest dev CER (a tie: the lower dev VER) is then decoded on
+test, next to the recipe's own setting, with a paired bootstrap of the two over the test utterances. Nothing of
+the recipe is changed; every decode goes under ``--work`` (default ``exp/decode_grid``) and a finished one (its
+``text`` exists) is not run again. A knob given three or more values gets a figure of dev CER and VER against
+it (``<work>/lm_weight.png``, ``<work>/pinyin_search_weight.png``).
 
 Example (from the repository root, after ``make demo`` reached stage 5):
     tools/venv/bin/python test/bench/bench_decode_grid.py --recipe egs/mini_cnvsrc/vsr1
@@ -142,7 +144,9 @@ def main(argv=None):
     t_dev = time.time() - t0
     refs_dev = read_kv(recipe / "data" / args.dev / "text")
     rows = {n: figures(refs_dev, d) for n, d in dirs.items()}
-    best = min(cells, key=lambda c: (round(rows[cell_name(c)]["cer"], 6), c != base))
+    # lowest dev CER; a tie goes to the lower dev VER (the lips read better), then to the recipe's own setting
+    best = min(cells, key=lambda c: (round(rows[cell_name(c)]["cer"], 6), round(rows[cell_name(c)]["ver"], 6),
+                                     c != base))
     print(f"\n{len(cells)} settings decoded on {args.dev} in {t_dev:.0f} s ({args.nj} jobs)\n")
     print("| " + " | ".join(KNOBS) + f" | {args.dev} CER | S/D/I | RER | VER |")
     print("|" + "---:|" * (len(KNOBS) + 4))
@@ -176,7 +180,7 @@ PLOTS = {
     "lm_weight": ("LM weight (shallow fusion)",
                   "The character LM: fewer wrong characters, more characters the lips did not show"),
     "pinyin_search_weight": ("weight of the pinyin CTC inside the character search",
-                             "The pinyin CTC in the search: the LM chooses among what the lips drew"),
+                             "The pinyin CTC in the search: the LM's candidates pay for what the lips did not draw"),
 }
 
 

@@ -17,14 +17,18 @@ from typing import Optional, Sequence
 
 from vallr_pin.lean_imports import import_lm_task
 
+# At import, not in main(): with --ngpu > 1 ESPnet spawns its workers, and each one re-imports this module
+# (as __mp_main__) before it unpickles anything of espnet2.tasks.lm.
+LMTask = import_lm_task()
+
 
 def get_parser():
-    return import_lm_task().get_parser()
+    return LMTask.get_parser()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Parse ``argv`` (default: sys.argv) and run ESPnet's LM training / collect-stats main."""
-    import_lm_task().main(cmd=argv)
+    LMTask.main(cmd=argv)
 
 
 if __name__ == "__main__":

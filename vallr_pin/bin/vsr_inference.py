@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Decode mouth-ROI features with a trained dual-decoder VSR model: character N-best + pinyin 1-best (stages 5, 6).
 
-The search (ESPnet's joint CTC/attention beam search on both branches, ``--pinyin_rescore_weight``) is
+The search (ESPnet's joint CTC/attention beam search on both branches, ``--pinyin_rescore_weight``,
+``--pinyin_search_weight``, a character LM with ``--lm_weight``) is
 :mod:`vallr_pin.decoding.search`; the job outputs, ``.done`` markers, merging and decode lists are
 :mod:`vallr_pin.decoding.jobs`. One job decodes the utterances of ``--key_file`` (a split of the set's
 feats.scp) into ``--output_dir`` (ESPnet's ``{k}best_recog/{text,score,token}``, ``text``, ``pinyin``,
@@ -85,8 +86,9 @@ def get_parser() -> argparse.ArgumentParser:
                         "reading to its score and re-rank the beam (dual model only; 0: off, the paper's Stage I)")
     g.add_argument("--pinyin_search_weight", type=float, default=0.0,
                    help="Weight of the pinyin branch's CTC, read through the characters, as one more CTC prefix "
-                        "scorer inside the character beam search: keeps the search on what the lips drew while "
-                        "the decoder and the LM choose among homophones (dual model only; 0: off)")
+                        "scorer inside the character beam search: among the candidates the decoder and the LM "
+                        "propose at each step, those whose syllable the lips did not draw pay for it (dual model "
+                        "only; 0: off)")
     g = parser.add_argument_group("Character language model (shallow fusion, as ESPnet's asr_inference)")
     g.add_argument("--lm_train_config", default=None, help="config.yaml of an ESPnet character LM (vsr.sh stage 4)")
     g.add_argument("--lm_file", default=None, help="its checkpoint")

@@ -184,6 +184,18 @@ def check_job_args(args: argparse.Namespace, where: str = "") -> None:
     for opt, path, what in files:
         if path is not None and not os.path.isfile(path):
             raise DecodeListError(f"{where}{opt} {path}: no such file; give {what}")
+    pinyin_opts = [f"--{k} {getattr(args, k)}" for k in ("pinyin_rescore_weight", "pinyin_search_weight")
+                   if getattr(args, k)]
+    if pinyin_opts:  # a char-only model has no pinyin branch (VideoToText would refuse it, but only when loading)
+        import yaml
+
+        from vallr_pin.tasks.vsr import uses_pinyin
+
+        with open(args.train_config, encoding="utf-8") as f:
+            conf = yaml.safe_load(f) or {}
+        if not uses_pinyin(argparse.Namespace(model_conf=conf.get("model_conf") or {})):
+            raise DecodeListError(f"{where}{' and '.join(pinyin_opts)} need a dual model; {args.train_config} has "
+                                  "no pinyin branch: give 0 for a char-only model")
 
 
 def read_decode_list(path: str, parser: argparse.ArgumentParser, base_argv: Sequence[str]):

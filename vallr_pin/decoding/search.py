@@ -3,7 +3,8 @@
 Character branch: joint CTC/attention beam search with ESPnet's ``BatchBeamSearch`` (vectorised over the
 hypotheses of one utterance; ``beam_search_impl="plain"`` uses ESPnet's one-hypothesis-at-a-time ``BeamSearch``,
 same results, kept for comparison and benchmarking), scorers ``decoder`` (SAN-M), ``ctc`` (``CTCPrefixScorer``)
-and ``length_bonus`` (``LengthBonus``). Pinyin branch: ``pinyin_decode_mode="attention"`` runs the same beam
+and ``length_bonus`` (``LengthBonus``), plus ``lm`` (a character LM, ``lm_weight``) and ``pinyin_ctc`` (the
+pinyin branch's CTC, ``pinyin_search_weight``) when asked for. Pinyin branch: ``pinyin_decode_mode="attention"`` runs the same beam
 search on the pinyin decoder + pinyin CTC and keeps the best; ``"ctc"`` takes the greedy CTC path (fast).
 
 ``pinyin_rescore_weight`` w (dual model only) lets the pinyin branch vote on the characters too: each character
@@ -20,7 +21,10 @@ branch's frame posteriors read through the characters (:class:`PinyinReadingCTC`
 the best of log P(reading of c | frame t) over its readings). A character LM in shallow fusion (``lm_weight``)
 otherwise picks the character the language prefers even where the lips drew another syllable; with the pinyin
 CTC in the search, a hypothesis that leaves what the lips drew pays for it at every step, while homophones tie
-under it and stay for the decoder and the LM to choose between.
+under it and stay for the decoder and the LM to choose between. Like the character CTC it is a partial scorer:
+at each step ESPnet scores only the 1.5 x beam candidates that the decoder, the LM and the length bonus rank
+highest (the pre-beam), so it re-ranks what those propose and cannot bring back a character all of them rank
+lower.
 
 :class:`VideoToText` is what stage 5/6 (``vallr_pin.bin.vsr_inference``, :mod:`vallr_pin.decoding.jobs`) and a
 packed model (:mod:`vallr_pin.recognizer`) decode with.
@@ -58,9 +62,8 @@ class PinyinReadingCTC(torch.nn.Module):
 
     def __init__(self, pinyin_ctc: torch.nn.Module, token_list: Sequence[str], pinyin_token_list: Sequence[str]):
         super().__init__()
-        from pypinyin import Style, pinyin as _readings
-
         from vallr_pin.text.normalize import is_hanzi
+        from vallr_pin.text.pinyin import char_readings
 
         self.pinyin_ctc = pinyin_ctc
         index = {t: i for i, t in enumerate(pinyin_token_list)}
@@ -72,8 +75,7 @@ class PinyinReadingCTC(torch.nn.Module):
             elif i == len(token_list) - 1:
                 rows.append([len(pinyin_token_list) - 1])  # <sos/eos>
             elif len(tok) == 1 and is_hanzi(tok):
-                reads = _readings(tok, style=Style.NORMAL, strict=True, v_to_u=False, heteronym=True)[0]
-                rows.append(sorted({index[r] for r in reads if r in index}) or [unk])
+                rows.append(sorted({index[r] for r in char_readings(tok) if r in index}) or [unk])
             else:
                 rows.append([unk])
         width = max(len(r) for r in rows)

@@ -109,16 +109,13 @@ class TokenTrie:
 @functools.lru_cache(maxsize=None)
 def reading_index() -> Tuple[Dict[str, FrozenSet[str]], Dict[Tuple[str, str], FrozenSet[str]]]:
     """(toneless syllable -> Hanzi, viseme key -> Hanzi) over GB2312, every reading of every character."""
-    from pypinyin import Style, pinyin
-
     from vallr_pin.scoring.error_analysis import viseme_key
-    from vallr_pin.text.pinyin import gb2312_hanzi
+    from vallr_pin.text.pinyin import char_readings, gb2312_hanzi
 
     by_syl: Dict[str, Set[str]] = {}
     for ch in gb2312_hanzi():
-        for syl in pinyin(ch, style=Style.NORMAL, heteronym=True, strict=True, v_to_u=False)[0]:
-            if syl and syl.isascii() and syl.isalpha():
-                by_syl.setdefault(syl, set()).add(ch)
+        for syl in char_readings(ch):
+            by_syl.setdefault(syl, set()).add(ch)
     by_vis: Dict[Tuple[str, str], Set[str]] = {}
     for syl, chars in by_syl.items():
         try:

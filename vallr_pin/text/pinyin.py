@@ -125,6 +125,14 @@ def syllable_inventory(heteronyms: bool = True) -> tuple:
     """
     inventory = set()
     for ch in gb2312_hanzi():
-        readings = pinyin(ch, style=Style.NORMAL, heteronym=heteronyms, strict=True, v_to_u=False)[0]
-        inventory.update(readings)
+        inventory.update(char_readings(ch) if heteronyms
+                         else pinyin(ch, style=Style.NORMAL, strict=True, v_to_u=False)[0])
     return tuple(sorted(inventory))
+
+
+@functools.lru_cache(maxsize=None)
+def char_readings(ch: str) -> Tuple[str, ...]:
+    """Every toneless reading pypinyin has for one Hanzi out of context (heteronyms: 行 -> xing, hang), same
+    spelling as ``hanzi_to_pinyin``; () for a character without one."""
+    return tuple(r for r in pinyin(ch, style=Style.NORMAL, heteronym=True, strict=True, v_to_u=False)[0]
+                 if r and r.isascii() and r.isalpha())
