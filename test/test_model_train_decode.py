@@ -319,9 +319,10 @@ def test_pinyin_reading_ctc_maps_each_character_to_the_best_of_its_readings():
 
 def test_pinyin_ctc_in_the_character_search_scores_each_hypothesis_by_its_reading(trained, caplog):
     """--pinyin_search_weight v: the character beam search gets a second CTC prefix scorer, weighted v, whose
-    accumulated score of each hypothesis that ended by choosing <sos/eos> is the CTC log-likelihood of its characters under the pinyin
-    branch's posteriors read through the characters; the decode still reads the training utterances; the
-    decode signature and a packed model carry the option; a char-only model refuses it."""
+    accumulated score of each hypothesis that ended by choosing <sos/eos> is the CTC log-likelihood of its
+    characters under the pinyin branch's posteriors read through the characters; the decode still reads the
+    training utterances; the decode signature and a packed model carry it and --pre_beam_ratio (how many
+    candidates the CTC scorers see); a char-only model refuses it."""
     from vallr_pin.decoding.search import VideoToText
     from vallr_pin.tasks.vsr import VSRTask
 
@@ -372,6 +373,14 @@ def test_pinyin_ctc_in_the_character_search_scores_each_hypothesis_by_its_readin
     assert on["options"]["pinyin_search_weight"] == 0.3
     assert decode_kwargs({"beam_size": 4, "pinyin_search_weight": 0.3}) == {"beam_size": 4,
                                                                              "pinyin_search_weight": 0.3}
+    # --pre_beam_ratio: how many candidates per step the CTC scorers (both) see; ESPnet's 1.5 keeps the old signature
+    assert "pre_beam_ratio" not in signature(parser.parse_args(base + ["--pre_beam_ratio", "1.5"]))["options"]
+    assert signature(parser.parse_args(base + ["--pre_beam_ratio", "3"]))["options"]["pre_beam_ratio"] == 3.0
+    assert decode_kwargs({"pre_beam_ratio": 3.0}) == {"pre_beam_ratio": 3.0}
+    assert searched.beam_search.pre_beam_size == int(1.5 * 6)
+    wide = VideoToText(train_config=str(exp / "config.yaml"), model_file=model, beam_size=6, nbest=6,
+                       ctc_weight=0.3, pinyin_search_weight=0.7, pre_beam_ratio=3.0)
+    assert wide.beam_search.pre_beam_size == 18 and wide.pinyin_beam_search.pre_beam_size == int(1.5 * 5)
 
     # a char-only model: refused by the decoder, and by a decode job before any model is loaded
     char_cfg = _char_only_config(trained)

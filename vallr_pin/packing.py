@@ -473,7 +473,7 @@ def decode_kwargs(decode: Dict) -> Dict:
     """VideoToText keyword arguments from model.yaml's ``decode`` section (vsr_inference option names)."""
     names = ("beam_size", "ctc_weight", "penalty", "maxlenratio", "minlenratio", "nbest", "beam_search_impl",
              "pinyin_decode_mode", "pinyin_beam_size", "pinyin_ctc_weight", "normalize_length",
-             "pinyin_rescore_weight", "lm_weight", "pinyin_search_weight")
+             "pinyin_rescore_weight", "lm_weight", "pinyin_search_weight", "pre_beam_ratio")
     return {k: decode[k] for k in names if k in decode}
 
 

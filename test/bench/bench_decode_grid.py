@@ -3,7 +3,8 @@
 
 Decodes the recipe's valid set with every cell of a grid of the settings that ``conf/decode_vsr.yaml`` fixes
 (CTC weight of the character search, the pinyin branch's vote on each character hypothesis, the length bonus,
-the beam, the character LM's weight, the pinyin CTC's weight inside the character search), with the recipe's
+the beam, the character LM's weight, the pinyin CTC's weight inside the character search, the pre-beam ratio of
+its CTC scorers), with the recipe's
 own model and decoder (``python -m vallr_pin.bin.vsr_inference --decode_list``, ``--nj`` processes of one
 thread, each decoding its split of the set for every cell), and scores CER, reading error rate (toneless
 pinyin) and viseme error rate. The cell with the lowest dev CER (a tie: the lower dev VER) is then decoded on
@@ -41,11 +42,13 @@ from vallr_pin.scoring.cer import score_corpus  # noqa: E402
 from vallr_pin.scoring.error_analysis import analyse  # noqa: E402
 
 PY = [sys.executable]
-KNOBS = ("ctc_weight", "pinyin_rescore_weight", "penalty", "beam_size", "lm_weight", "pinyin_search_weight")
+KNOBS = ("ctc_weight", "pinyin_rescore_weight", "penalty", "beam_size", "lm_weight", "pinyin_search_weight",
+         "pre_beam_ratio")
+NAMED_IF_NOT = {"pre_beam_ratio": 1.5}  # a knob added later is named only off its default: older cells keep their dirs
 
 
 def cell_name(cell: dict) -> str:
-    return "_".join(f"{k}{cell[k]:g}" for k in KNOBS)
+    return "_".join(f"{k}{cell[k]:g}" for k in KNOBS if NAMED_IF_NOT.get(k) != cell[k])
 
 
 def decode_all(recipe: Path, work: Path, model_exp: Path, ckpt: str, config: Path, cells: list, dset: str,
@@ -115,6 +118,9 @@ def main(argv=None):
     p.add_argument("--pinyin-search-weights", type=float, nargs="+", default=None,
                    help="weights of the pinyin CTC inside the character search (default: the decode config's "
                         "pinyin_search_weight, 0 without one)")
+    p.add_argument("--pre-beam-ratios", type=float, nargs="+", default=None,
+                   help="pre-beam ratios of the character search (default: the decode config's pre_beam_ratio, "
+                        "ESPnet's 1.5 without one)")
     p.add_argument("--lm-exp", default="exp/lm_char", help="the LM's directory (config.yaml), relative to --recipe")
     p.add_argument("--lm-file", default="valid.loss.best.pth", help="its checkpoint")
     p.add_argument("--nj", type=int, default=len(os.sched_getaffinity(0)))
@@ -128,14 +134,15 @@ def main(argv=None):
     base_conf = yaml.safe_load(config.read_text(encoding="utf-8"))
     base = {k: type(v)(base_conf.get(k, v)) for k, v in
             dict(ctc_weight=0.3, pinyin_rescore_weight=0.0, penalty=0.0, beam_size=10, lm_weight=0.0,
-                 pinyin_search_weight=0.0).items()}
+                 pinyin_search_weight=0.0, pre_beam_ratio=1.5).items()}
     lm = (recipe / args.lm_exp / "config.yaml", recipe / args.lm_exp / args.lm_file)
     lm_weights = args.lm_weights if args.lm_weights is not None else [base["lm_weight"]]
     search_weights = (args.pinyin_search_weights if args.pinyin_search_weights is not None
                       else [base["pinyin_search_weight"]])
+    pre_beams = args.pre_beam_ratios if args.pre_beam_ratios is not None else [base["pre_beam_ratio"]]
     cells = [dict(zip(KNOBS, v)) for v in itertools.product(args.ctc_weights, args.pinyin_weights,
                                                             args.penalties, args.beam_sizes, lm_weights,
-                                                            search_weights)]
+                                                            search_weights, pre_beams)]
     if base not in cells:
         cells.append(base)
     print(f"calibration: {calibration()} GFLOPS (1-thread 1024x1024 fp32 matmul)", flush=True)
@@ -181,6 +188,8 @@ PLOTS = {
                   "The character LM: fewer wrong characters, more characters the lips did not show"),
     "pinyin_search_weight": ("weight of the pinyin CTC inside the character search",
                              "The pinyin CTC in the search: the LM's candidates pay for what the lips did not draw"),
+    "pre_beam_ratio": ("pre-beam ratio (CTC-scored candidates per step / beam)",
+                       "More candidates for the CTC scorers of the character search"),
 }
 
 
@@ -201,7 +210,7 @@ def plot_against(cells: list, knob: str, path: Path, dset: str) -> bool:
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     short = dict(ctc_weight="ctc", pinyin_rescore_weight="pinyin vote", penalty="length bonus", beam_size="beam",
-                 lm_weight="LM", pinyin_search_weight="pinyin CTC")
+                 lm_weight="LM", pinyin_search_weight="pinyin CTC", pre_beam_ratio="pre-beam")
     for key, cs in sorted(groups.items()):
         cs.sort(key=lambda c: c[knob])
         label = ", ".join(f"{short[k]} {v:g}" for k, v in zip(others, key) if k != "beam_size")

@@ -73,6 +73,10 @@ def get_parser() -> argparse.ArgumentParser:
     g.add_argument("--nbest", type=int, default=10, help="Hypotheses kept per utterance (K)")
     g.add_argument("--normalize_length", type=lambda x: x.lower() in ("true", "1", "yes"), default=False,
                    help="Rank final hypotheses by score per token")
+    g.add_argument("--pre_beam_ratio", type=float, default=1.5,
+                   help="The CTC scorers (character, and pinyin with --pinyin_search_weight) score this times "
+                        "beam_size candidates per step, those the decoder, LM and length bonus rank highest "
+                        "(ESPnet's pre-beam; 1.5 is its default)")
     g.add_argument("--beam_search_impl", choices=["batch", "plain"], default="batch",
                    help="batch: ESPnet BatchBeamSearch (hypotheses vectorised); plain: ESPnet BeamSearch")
     g = parser.add_argument_group("Pinyin branch")

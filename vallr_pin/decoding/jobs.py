@@ -54,8 +54,12 @@ def signature(args: argparse.Namespace) -> Dict:
         "beam_size", "ctc_weight", "penalty", "maxlenratio", "minlenratio", "nbest", "beam_search_impl",
         "pinyin_decode_mode", "pinyin_beam_size", "pinyin_ctc_weight", "normalize_length",
         "pinyin_rescore_weight")}
-    if args.pinyin_search_weight:  # off: the signature of before the option existed (nothing decodes again)
+    # options added later enter the signature only when not at their defaults: a decode from before they
+    # existed keeps its signature (nothing decodes again)
+    if args.pinyin_search_weight:
         opts.update(pinyin_search_weight=args.pinyin_search_weight)
+    if args.pre_beam_ratio != 1.5:
+        opts.update(pre_beam_ratio=args.pre_beam_ratio)
     if args.lm_weight:  # the LM's files, by content, like the model's (no LM: the signature of before it existed)
         opts.update(lm_weight=args.lm_weight, lm_train_config=file_id(args.lm_train_config),
                     lm_file=file_id(args.lm_file))
@@ -137,7 +141,7 @@ def decode_job(args: argparse.Namespace) -> None:
         pinyin_beam_size=args.pinyin_beam_size, pinyin_ctc_weight=args.pinyin_ctc_weight,
         normalize_length=args.normalize_length, pinyin_rescore_weight=args.pinyin_rescore_weight,
         lm_train_config=args.lm_train_config, lm_file=args.lm_file, lm_weight=args.lm_weight,
-        pinyin_search_weight=args.pinyin_search_weight,
+        pinyin_search_weight=args.pinyin_search_weight, pre_beam_ratio=args.pre_beam_ratio,
     )
     loader = VSRTask.build_streaming_iterator(
         data_path_and_name_and_type=args.data_path_and_name_and_type,

@@ -4,8 +4,9 @@ Character branch: joint CTC/attention beam search with ESPnet's ``BatchBeamSearc
 hypotheses of one utterance; ``beam_search_impl="plain"`` uses ESPnet's one-hypothesis-at-a-time ``BeamSearch``,
 same results, kept for comparison and benchmarking), scorers ``decoder`` (SAN-M), ``ctc`` (``CTCPrefixScorer``)
 and ``length_bonus`` (``LengthBonus``), plus ``lm`` (a character LM, ``lm_weight``) and ``pinyin_ctc`` (the
-pinyin branch's CTC, ``pinyin_search_weight``) when asked for. Pinyin branch: ``pinyin_decode_mode="attention"`` runs the same beam
-search on the pinyin decoder + pinyin CTC and keeps the best; ``"ctc"`` takes the greedy CTC path (fast).
+pinyin branch's CTC, ``pinyin_search_weight``) when asked for. Pinyin branch: ``pinyin_decode_mode="attention"``
+runs the same beam search on the pinyin decoder + pinyin CTC and keeps the best; ``"ctc"`` takes the greedy CTC
+path (fast).
 
 ``pinyin_rescore_weight`` w (dual model only) lets the pinyin branch vote on the characters too: each character
 hypothesis of the beam is read as toneless pinyin (stage 2's ``hanzi_to_pinyin``) and gets ``w`` times the pinyin
@@ -22,9 +23,9 @@ the best of log P(reading of c | frame t) over its readings). A character LM in 
 otherwise picks the character the language prefers even where the lips drew another syllable; with the pinyin
 CTC in the search, a hypothesis that leaves what the lips drew pays for it at every step, while homophones tie
 under it and stay for the decoder and the LM to choose between. Like the character CTC it is a partial scorer:
-at each step ESPnet scores only the 1.5 x beam candidates that the decoder, the LM and the length bonus rank
-highest (the pre-beam), so it re-ranks what those propose and cannot bring back a character all of them rank
-lower.
+at each step ESPnet scores only the ``pre_beam_ratio`` x beam candidates (1.5 by default) that the decoder, the
+LM and the length bonus rank highest, so it re-ranks what those propose and cannot bring back a character all of
+them rank lower; a larger ``pre_beam_ratio`` shows it more of them.
 
 :class:`VideoToText` is what stage 5/6 (``vallr_pin.bin.vsr_inference``, :mod:`vallr_pin.decoding.jobs`) and a
 packed model (:mod:`vallr_pin.recognizer`) decode with.
@@ -90,10 +91,13 @@ class PinyinReadingCTC(torch.nn.Module):
 
 def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_weight: float, penalty: float,
                       impl: str, normalize_length: bool = False, lm=None, lm_weight: float = 0.0,
-                      pinyin_ctc: Optional[PinyinReadingCTC] = None, pinyin_search_weight: float = 0.0):
+                      pinyin_ctc: Optional[PinyinReadingCTC] = None, pinyin_search_weight: float = 0.0,
+                      pre_beam_ratio: float = 1.5):
     """ESPnet joint CTC/attention beam search over ``token_list`` (``<sos/eos>`` = last token), with an
     optional ESPnet language model (``lm``: the ``.lm`` of an ``LMTask`` model) in shallow fusion and an
-    optional second CTC prefix scorer, the pinyin branch read through the characters (``pinyin_ctc``)."""
+    optional second CTC prefix scorer, the pinyin branch read through the characters (``pinyin_ctc``).
+    ``pre_beam_ratio``: ESPnet's; the partial scorers (the CTCs) score ``int(pre_beam_ratio * beam_size)``
+    candidates per step, those the full scorers (decoder, LM, length bonus) rank highest."""
     from espnet.nets.batch_beam_search import BatchBeamSearch
     from espnet.nets.beam_search import BeamSearch
     from espnet.nets.scorer_interface import BatchScorerInterface
@@ -111,6 +115,7 @@ def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_w
     beam_search = BeamSearch(
         beam_size=beam_size, weights=weights, scorers=scorers, sos=eos, eos=eos, vocab_size=len(token_list),
         token_list=token_list, pre_beam_score_key=None if ctc_weight == 1.0 else "full",
+        pre_beam_ratio=pre_beam_ratio,
         normalize_length=normalize_length,
     )
     if impl == "batch":
@@ -155,6 +160,9 @@ class VideoToText:
             (module docstring); needs a dual model when > 0.
         pinyin_search_weight: weight of the pinyin CTC as a prefix scorer inside the character beam search
             (module docstring); needs a dual model when > 0.
+        pre_beam_ratio: the character search's CTC scorers see ``int(pre_beam_ratio * beam_size)`` candidates
+            per step (ESPnet's default 1.5); more lets the pinyin CTC weigh characters the decoder and the LM
+            rank lower.
         lm_train_config, lm_file, lm_weight: a character language model trained by ESPnet's ``lm_train``
             (``config.yaml`` and a checkpoint of the same run) and its weight in the character beam search
             (shallow fusion, as ESPnet's ``asr_inference``); its token list must be the model's.
@@ -166,7 +174,7 @@ class VideoToText:
                  pinyin_decode_mode: str = "attention", pinyin_beam_size: int = 5, pinyin_ctc_weight: float = 0.3,
                  normalize_length: bool = False, pinyin_rescore_weight: float = 0.0,
                  lm_train_config: Optional[str] = None, lm_file: Optional[str] = None, lm_weight: float = 0.0,
-                 pinyin_search_weight: float = 0.0):
+                 pinyin_search_weight: float = 0.0, pre_beam_ratio: float = 1.5):
         from vallr_pin.tasks.vsr import VSRTask
 
         model, train_args = VSRTask.build_model_from_file(train_config, None, device)
@@ -200,7 +208,7 @@ class VideoToText:
                       if pinyin_search_weight else None)
         self.beam_search = build_beam_search(model.decoder, model.ctc, self.token_list, beam_size, ctc_weight,
                                              penalty, beam_search_impl, normalize_length, lm, lm_weight,
-                                             pinyin_ctc, pinyin_search_weight).to(device)
+                                             pinyin_ctc, pinyin_search_weight, pre_beam_ratio).to(device)
         self.pinyin_beam_search = None
         if model.has_pinyin_branch and pinyin_decode_mode == "attention":
             self.pinyin_beam_search = build_beam_search(
