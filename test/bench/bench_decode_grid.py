@@ -57,7 +57,8 @@ def decode_all(recipe: Path, work: Path, model_exp: Path, ckpt: str, config: Pat
     data = recipe / "dump" / "roi" / dset
     keys = [ln.split(maxsplit=1)[0] for ln in (data / "feats.scp").read_text().splitlines() if ln.strip()]
     dirs = {cell_name(c): work / cell_name(c) / dset for c in cells}
-    todo = [c for c in cells if not (dirs[cell_name(c)] / "text").exists()]
+    todo = [c for c in {cell_name(c): c for c in cells}.values()  # once each (the dev choice may be the recipe's)
+            if not (dirs[cell_name(c)] / "text").exists()]
     if not todo:
         return dirs
     lists = []
