@@ -27,7 +27,8 @@ stage 4, fused by stages 5-6) cannot avoid it: ``espnet2.tasks.lm`` imports ``es
 network attempt from every LM process. :func:`import_lm_task` imports ``LMTask`` with a placeholder ``g2p_en``
 that refuses to be *used* (a character LM never uses it: ``--g2p none``), then takes the placeholder out of
 ``sys.modules`` again. ``espnet2.text.phoneme_tokenizer`` stays bound to the placeholder, so ESPnet's g2p_en
-tokenizers cannot be used in that process (a later ``import g2p_en`` of one's own gets the real package). ``test/test_offline.py`` covers all three.
+tokenizers cannot be used in that process (a later ``import g2p_en`` of one's own gets the real package).
+``test/test_offline.py`` covers all three.
 """
 
 from __future__ import annotations
