@@ -9,8 +9,13 @@ the defaults are a mean CNVSRC-Multi.Dev utterance, 128 frames and 21.5 characte
 lists of its 20,450 utterances), so 22 characters. The encoder (frontend + SAN-M) is
 timed apart from the searches, since it scales with frames and the searches with tokens x beam.
 
+``--ctc-prefix both`` times the same searches with ESPnet's own CTC prefix scorer and with the one the recipes
+decode with (:mod:`vallr_pin.decoding.ctc_prefix`), one after the other in one process, and prints the ratio.
+
     python test/bench/bench_decode.py                      # CPU, 1 thread, as one stage-6 job of vsr.sh runs
     python test/bench/bench_decode.py --device cuda --utts 20
+    python test/bench/bench_decode.py --config egs/mini_cnvsrc/vsr1/conf/train_vsr_dual.yaml \
+        --decode_config egs/mini_cnvsrc/vsr1/conf/decode_vsr.yaml --frames 60 --maxlenratio 0.27 --ctc-prefix both
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ def main(argv=None):
     p.add_argument("--maxlenratio", type=float, default=0.172, help="hypothesis length / frames (see above)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (vsr.sh's jobs use 1)")
+    p.add_argument("--ctc-prefix", choices=["fast", "espnet", "both"], default="fast",
+                   help="CTC prefix scorer of the searches: the recipes' (fast), ESPnet's own, or both in turn")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
@@ -70,15 +77,33 @@ def main(argv=None):
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
 
+    def use_ctc_prefix(kind):
+        from espnet.nets.scorers.ctc import CTCPrefixScorer
+
+        from vallr_pin.decoding.ctc_prefix import FastCTCPrefixScorer
+
+        for search in (v2t.beam_search, v2t.pinyin_beam_search):
+            for scorer in (search.scorers.values() if search is not None else ()):
+                if isinstance(scorer, CTCPrefixScorer):
+                    scorer.__class__ = FastCTCPrefixScorer if kind == "fast" else CTCPrefixScorer
+
     # On a CPU the job's CPU time is its cost (a shared host stretches the wall time, not the work); on a GPU
     # the wall time is.
     clock = time.perf_counter if args.device.startswith("cuda") else time.process_time
-    v2t(clips[0], lengths)  # warm-up
-    sync()
-    t0, w0 = clock(), time.perf_counter()
-    recs = [v2t(c, lengths)[0] for c in clips[1:]]
-    sync()
-    total, wall = (clock() - t0) / args.utts, (time.perf_counter() - w0) / args.utts
+
+    def timed():
+        v2t(clips[0], lengths)  # warm-up
+        sync()
+        t0, w0 = clock(), time.perf_counter()
+        recs = [v2t(c, lengths)[0] for c in clips[1:]]
+        sync()
+        return recs, (clock() - t0) / args.utts, (time.perf_counter() - w0) / args.utts
+
+    runs = {}
+    for kind in (("fast", "espnet") if args.ctc_prefix == "both" else (args.ctc_prefix,)):
+        use_ctc_prefix(kind)
+        runs[kind] = timed()
+    recs = next(iter(runs.values()))[0]
     with torch.no_grad():
         t0 = clock()
         for c in clips[1:]:
@@ -89,11 +114,18 @@ def main(argv=None):
     tokens = sum(len(r.nbest[0][0]) for r in recs) / len(recs) if recs and recs[0].nbest else float("nan")
     print(f"{args.config.name}: {params:.1f}M parameters, device {args.device}, {args.threads} thread(s); "
           f"{args.frames} frames, {tokens:.0f} characters per utterance, beam {dec['beam_size']}, "
-          f"pinyin beam {dec['pinyin_beam_size']} ({dec['pinyin_decode_mode']})")
+          f"pinyin beam {dec['pinyin_beam_size']} ({dec['pinyin_decode_mode']}), pinyin CTC in the search "
+          f"{dec.get('pinyin_search_weight', 0)}, pre-beam ratio {dec.get('pre_beam_ratio', 1.5)}")
     kind = "GPU wall" if clock is time.perf_counter else "CPU"
-    print(f"per utterance: {total:.2f} {kind} s ({1 / total:.3f} utt/s per job; wall {wall:.2f} s), of which "
-          f"encoder {enc:.2f} s and searches {total - enc:.2f} s; {1000 * total / args.frames:.1f} ms per frame")
-
+    for name, (_, total, wall) in runs.items():
+        print(f"[CTC prefix scorer: {name}] per utterance: {total:.2f} {kind} s ({1 / total:.3f} utt/s per job; "
+              f"wall {wall:.2f} s), of which encoder {enc:.2f} s and searches {total - enc:.2f} s; "
+              f"{1000 * total / args.frames:.1f} ms per frame")
+    if len(runs) == 2:
+        (ra, ta, _), (rb, tb, _) = runs["espnet"], runs["fast"]
+        same = [[t for t, _, _ in a.nbest] == [t for t, _, _ in b.nbest] for a, b in zip(ra, rb)]
+        print(f"ESPnet's / fast CTC prefix scorer: x{ta / tb:.2f} per utterance, x{(ta - enc) / (tb - enc):.2f} in "
+              f"the searches; the same N-best texts for {sum(same)} of {len(same)} utterances")
 
 if __name__ == "__main__":
     main()

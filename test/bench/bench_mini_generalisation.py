@@ -10,7 +10,8 @@ with the trained model and decoding config of stage 5:
 
 and prints, next to the recipe's own train (seen/seen, memorised) and dev (unseen/unseen) decodes, each set's
 CER, reading error rate (toneless pinyin of the characters) and viseme error rate (initial class + final; see
-vallr_pin/scoring/error_analysis.py). A model that reads lips has a VER that barely depends on the sentence;
+vallr_pin/scoring/error_analysis.py), and the CER split by kind of error: substitutions the lips cannot tell
+from the reference (homophone, same viseme), misreads (another viseme), deletions + insertions. A model that reads lips has a VER that barely depends on the sentence;
 one that has memorised sentences does well only where the sentence was seen.
 
     tools/venv/bin/python test/bench/bench_mini_generalisation.py [--recipe egs/mini_cnvsrc/vsr1]
@@ -48,7 +49,12 @@ def _score(nbest: Path) -> dict:
     refs = {r["utt"]: r["ref"] for r in rows}
     hyps = {r["utt"]: (r["nbest"][0]["text"] if r["nbest"] else "") for r in rows}
     a = analyse(score_corpus(refs, hyps))
-    return dict(n=len(rows), cer=a["cer"], rer=a["reading_error_rate"], ver=a["viseme_error_rate"])
+    cats, n = a["substitution_categories"], a["n_ref"] or 1
+    # CER points by kind: a homophone or same-viseme substitution draws the frames of the reference, so only
+    # knowing the sentence avoids it; the rest is a misread (other viseme) or a lost/extra character
+    return dict(n=len(rows), cer=a["cer"], rer=a["reading_error_rate"], ver=a["viseme_error_rate"],
+                lips_alike=100.0 * (cats["homophone"] + cats["same_viseme"]) / n,
+                misread=100.0 * cats["other"] / n, indel=100.0 * (a["del"] + a["ins"]) / n)
 
 
 def main(argv=None):
@@ -121,9 +127,14 @@ def main(argv=None):
         results[f"seen speakers, seen sentences ({late[-1].parts[-3]}, train set)"] = _score(late[-1])
     for dev in sorted(Path(args.exp).glob(f"decode_*_{Path(args.model).stem}/dev/nbest.jsonl")):
         results["unseen speakers, unseen sentences (dev)"] = _score(dev)
-    print(f"{'set':<62} {'utts':>5} {'CER':>7} {'RER':>7} {'VER':>7}")
+    print(f"{'set':<62} {'utts':>5} {'CER':>7} {'RER':>7} {'VER':>7} | CER points: {'alike':>6} {'misread':>7} "
+          f"{'del+ins':>7}")
     for name, r in results.items():
-        print(f"{name:<62} {r['n']:>5} {r['cer']:>7.2f} {r['rer']:>7.2f} {r['ver']:>7.2f}")
+        print(f"{name:<62} {r['n']:>5} {r['cer']:>7.2f} {r['rer']:>7.2f} {r['ver']:>7.2f} | {'':11} "
+              f"{r['lips_alike']:>6.2f} {r['misread']:>7.2f} {r['indel']:>7.2f}")
+    print("alike: substitutions by a homophone or a same-viseme character (the lips drew the reference's shape; "
+          "only the sentence tells them apart); misread: by a character of another viseme; del+ins: characters "
+          "lost or added")
 
 
 if __name__ == "__main__":

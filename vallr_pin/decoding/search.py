@@ -2,8 +2,9 @@
 
 Character branch: joint CTC/attention beam search with ESPnet's ``BatchBeamSearch`` (vectorised over the
 hypotheses of one utterance; ``beam_search_impl="plain"`` uses ESPnet's one-hypothesis-at-a-time ``BeamSearch``,
-same results, kept for comparison and benchmarking), scorers ``decoder`` (SAN-M), ``ctc`` (``CTCPrefixScorer``)
-and ``length_bonus`` (``LengthBonus``), plus ``lm`` (a character LM, ``lm_weight``) and ``pinyin_ctc`` (the
+same results up to float rounding, kept for comparison and benchmarking), scorers ``decoder`` (SAN-M), ``ctc``
+(ESPnet's ``CTCPrefixScorer``, with the cheaper frame loop of :mod:`vallr_pin.decoding.ctc_prefix` in the batch
+search) and ``length_bonus`` (``LengthBonus``), plus ``lm`` (a character LM, ``lm_weight``) and ``pinyin_ctc`` (the
 pinyin branch's CTC, ``pinyin_search_weight``) when asked for. Pinyin branch: ``pinyin_decode_mode="attention"``
 runs the same beam search on the pinyin decoder + pinyin CTC and keeps the best; ``"ctc"`` takes the greedy CTC
 path (fast).
@@ -101,8 +102,9 @@ def build_beam_search(decoder, ctc, token_list: List[str], beam_size: int, ctc_w
     from espnet.nets.batch_beam_search import BatchBeamSearch
     from espnet.nets.beam_search import BeamSearch
     from espnet.nets.scorer_interface import BatchScorerInterface
-    from espnet.nets.scorers.ctc import CTCPrefixScorer
     from espnet.nets.scorers.length_bonus import LengthBonus
+
+    from vallr_pin.decoding.ctc_prefix import FastCTCPrefixScorer as CTCPrefixScorer  # ESPnet's, faster loop
 
     eos = len(token_list) - 1
     scorers = dict(decoder=decoder, ctc=CTCPrefixScorer(ctc=ctc, eos=eos), length_bonus=LengthBonus(len(token_list)))
