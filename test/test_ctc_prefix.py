@@ -68,26 +68,31 @@ def test_beam_search_finds_espnets_hypotheses_with_espnets_scores(seed, ctc_weig
     assert max(len(h.yseq) for h in got) >= 5
 
 
-def _drive(impl_cls, logp, steps, seed, scoring_num):
+def _drive(impl_cls, logp, steps, seed, scoring_num, requires_grad=False):
     """Run ``steps`` prefix extensions of 3 hypotheses, choosing the labels from a fixed generator, and return
-    every step's scores. Labels repeat on purpose (each hypothesis re-picks its last label at some step)."""
+    every step's scores. The candidates are distinct and may hold <blank> and <sos/eos> (ESPnet's pre-beam can
+    pick them); every other step they hold each hypothesis's last label (a repeat needs a blank in between), and
+    every third step a hypothesis repeats it."""
     gen = torch.Generator().manual_seed(seed)
-    impl = impl_cls(logp.clone(), torch.tensor([logp.size(1)]), 0, V - 1)
+    x = logp.clone().requires_grad_(requires_grad)
+    impl = impl_cls(x, torch.tensor([logp.size(1)]), 0, V - 1)
     n = 3
     ys = [torch.tensor([V - 1]) for _ in range(n)]
     state, out = None, []
     for step in range(steps):
         ids = None
         if scoring_num:
-            ids = torch.stack([torch.randperm(V - 2, generator=gen)[:scoring_num] + 1 for _ in range(n)])
-            if step % 2:  # the last label among the candidates: a repeat needs a blank in between
-                ids[:, 0] = torch.tensor([int(y[-1]) if int(y[-1]) != V - 1 else 1 for y in ys])
+            rows = []
+            for y in ys:
+                last = int(y[-1])
+                perm = [int(i) for i in torch.randperm(V, generator=gen) if int(i) != last]
+                rows.append(([last] if step % 2 and last != V - 1 else []) + perm)
+            ids = torch.tensor([r[:scoring_num] for r in rows])
         scores, full_state = impl(ys, state, ids)
-        out.append(scores)
-        if ids is None:
-            new = torch.randint(1, V - 1, (n,), generator=gen)
-        else:
-            new = ids[torch.arange(n), torch.randint(0, scoring_num, (n,), generator=gen)]
+        out.append(scores.detach())
+        labels = [[int(i) for i in (ids[h] if ids is not None else torch.randperm(V, generator=gen))
+                   if 0 < int(i) < V - 1] for h in range(n)]  # a hypothesis grows by a label, not blank or eos
+        new = torch.tensor([lab[int(torch.randint(len(lab), (1,), generator=gen))] for lab in labels])
         if step % 3 == 2:
             new = torch.tensor([int(y[-1]) if int(y[-1]) != V - 1 else int(nw) for y, nw in zip(ys, new)])
         best = (torch.arange(n) * V + new).view(1, -1)  # (batch, hyps) in the (hyps x V) space
@@ -97,18 +102,41 @@ def _drive(impl_cls, logp, steps, seed, scoring_num):
     return out
 
 
-@pytest.mark.parametrize("scoring_num", [0, 6])
-def test_every_step_scores_as_espnets_scorer(scoring_num):
-    """Step by step, through ESPnet's own state selection, repeated labels included, the scores are ESPnet's
-    to float32 rounding (the state it carries is ESPnet's layout: index_select_state is inherited)."""
-    torch.manual_seed(7)
-    logp = torch.log_softmax(3.0 * torch.randn(1, 30, V), dim=-1)
-    ref = _drive(CTCPrefixScoreTH, logp, 6, 11, scoring_num)
-    got = _drive(FastCTCPrefixScoreTH, logp, 6, 11, scoring_num)
+def _assert_same_scores(ref, got):
+    assert len(ref) == len(got)
     for r, g in zip(ref, got):
         finite = r > -1e9  # logzero entries (blank, unscored labels) are -1e10 in both
         assert torch.equal(finite, g > -1e9)
         assert torch.allclose(g[finite], r[finite], atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scoring_num", [0, 6])
+def test_every_step_scores_as_espnets_scorer(scoring_num):
+    """Step by step, through ESPnet's own state selection, repeated labels, <blank> and <sos/eos> among the
+    candidates included, the scores are ESPnet's to float32 rounding (the state it carries is ESPnet's layout:
+    index_select_state is inherited)."""
+    torch.manual_seed(7)
+    logp = torch.log_softmax(3.0 * torch.randn(1, 30, V), dim=-1)
+    _assert_same_scores(_drive(CTCPrefixScoreTH, logp, 6, 11, scoring_num),
+                        _drive(FastCTCPrefixScoreTH, logp, 6, 11, scoring_num))
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_prefixes_as_long_as_the_input_score_as_espnets(frames):
+    """Up to a prefix as long as the input (the frame loop then has nothing to do), as ESPnet scores them."""
+    torch.manual_seed(frames)
+    logp = torch.log_softmax(3.0 * torch.randn(1, frames, V), dim=-1)
+    for scoring_num in (0, 6):
+        _assert_same_scores(_drive(CTCPrefixScoreTH, logp, frames, 5, scoring_num),
+                            _drive(FastCTCPrefixScoreTH, logp, frames, 5, scoring_num))
+
+
+def test_posteriors_that_require_grad_are_scored():
+    """ESPnet's BeamSearch does not turn autograd off; a CTC whose output requires grad still scores."""
+    torch.manual_seed(3)
+    logp = torch.log_softmax(torch.randn(1, 12, V), dim=-1)
+    _assert_same_scores(_drive(CTCPrefixScoreTH, logp, 4, 2, 6),
+                        _drive(FastCTCPrefixScoreTH, logp, 4, 2, 6, requires_grad=True))
 
 
 def test_margin_is_refused():

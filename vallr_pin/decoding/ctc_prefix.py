@@ -7,12 +7,13 @@ character CTC and the pinyin CTC read through the characters) that loop was half
 (``test/bench/bench_decode.py``). Here the forward variables live in one (T, 3, hyps, candidates) tensor laid out
 as (r^n, phi, r^b), so one ``logaddexp`` of r^n against the contiguous (phi, r^b) slice gives both new variables
 of a frame and one strided ``add(out=)`` stores them (about 4x faster per frame than ESPnet's loop); the
-per-hypothesis Python loops around it become index operations.
+per-hypothesis Python loops that index tensors around it become index operations.
 
 What is computed is ESPnet's recursion, unchanged (``r^n_t = lse(r^n_{t-1}, phi_{t-1}) + x_t(c)``,
 ``r^b_t = lse(r^n_{t-1}, r^b_{t-1}) + x_t(blank)``). ``torch.logaddexp`` rounds differently from ESPnet's
 ``logsumexp`` over a stacked pair, by a few units in the last place of a float32 (test/test_ctc_prefix.py bounds
-it), so a beam may break a near-tie the other way; the recipes' RESULTS.md rows are decoded with this scorer.
+it), so a beam may break a near-tie the other way. On the mini recipe's trained models the stage-5 texts were
+those of ESPnet's scorer, and its RESULTS.md is decoded with this one.
 Only what the beam searches of this package use is supported: batch size 1 (``CTCPrefixScorer`` always
 builds it so), no attention-window margin.
 """
@@ -31,6 +32,7 @@ class FastCTCPrefixScoreTH(CTCPrefixScoreTH):
             raise ValueError("FastCTCPrefixScoreTH has no attention-window margin; use ESPnet's CTCPrefixScoreTH")
         super().__init__(x, xlens, blank, eos, margin)
 
+    @torch.no_grad()  # a search needs no gradient, and add(out=) refuses autograd (ESPnet's forward may have it on)
     def __call__(self, y, state, scoring_ids=None, att_w=None):
         output_length = len(y[0]) - 1  # ignore sos
         n_bh = len(y)  # batch * hyps
@@ -91,7 +93,7 @@ class FastCTCPrefixScoreTH(CTCPrefixScoreTH):
             log_psi.scatter_(1, scoring_ids, log_psi_)
         else:
             log_psi = log_psi_
-        log_psi[:, self.eos] = r_sum[self.end_frames[hyp // n_hyps], hyp]
+        log_psi[:, self.eos] = r_sum[self.end_frames.to(self.device)[hyp // n_hyps], hyp]  # extend_prob: CPU
         if self.eos != self.blank:
             log_psi[:, self.blank] = self.logzero  # exclude blank probs
 
