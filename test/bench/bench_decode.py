@@ -10,12 +10,20 @@ lists of its 20,450 utterances), so 22 characters. The encoder (frontend + SAN-M
 timed apart from the searches, since it scales with frames and the searches with tokens x beam.
 
 ``--ctc-prefix both`` times the same searches with ESPnet's own CTC prefix scorer and with the one the recipes
-decode with (:mod:`vallr_pin.decoding.ctc_prefix`), one after the other in one process, and prints the ratio.
+decode with (:mod:`vallr_pin.decoding.ctc_prefix`), in turn on each utterance in one process (so a host whose
+speed drifts weighs on both alike), and prints the ratio.
 
     python test/bench/bench_decode.py                      # CPU, 1 thread, as one stage-6 job of vsr.sh runs
     python test/bench/bench_decode.py --device cuda --utts 20
     python test/bench/bench_decode.py --config egs/mini_cnvsrc/vsr1/conf/train_vsr_dual.yaml \
         --decode_config egs/mini_cnvsrc/vsr1/conf/decode_vsr.yaml --frames 60 --maxlenratio 0.27 --ctc-prefix both
+
+``--recipe DIR`` decodes, instead, a recipe's own stage-1 crops (``dump/roi/<--set>``, the first ``--utts``) with
+its trained model (``exp/vsr_dual/<--model>``), its ``conf/decode_vsr.yaml`` and, when it was trained, its
+character LM (``exp/lm_char``), as stages 5-6 do; ``--inference-args`` are stage 6's overrides:
+
+    python test/bench/bench_decode.py --recipe egs/mini_cnvsrc/vsr1 --set train_sub1200 --model ckpt_keep/12epoch.pth \
+        --inference-args "--beam_size 5 --nbest 5" --utts 100 --ctc-prefix both
 """
 
 from __future__ import annotations
@@ -47,7 +55,13 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (vsr.sh's jobs use 1)")
     p.add_argument("--ctc-prefix", choices=["fast", "espnet", "both"], default="fast",
                    help="CTC prefix scorer of the searches: the recipes' (fast), ESPnet's own, or both in turn")
+    p.add_argument("--recipe", type=Path, help="decode this recipe's crops with its trained model (see above)")
+    p.add_argument("--set", default="dev", help="--recipe: the dump/roi set")
+    p.add_argument("--model", default="valid.acc_char.ave.pth", help="--recipe: checkpoint under exp/vsr_dual")
+    p.add_argument("--inference-args", default="", help='--recipe: e.g. "--beam_size 5 --nbest 5" (stage 6)')
     args = p.parse_args(argv)
+    if args.recipe:
+        return bench_recipe(args)
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -70,9 +84,24 @@ def main(argv=None):
         # the decode config's options as a packed model passes them, less the LM (a random model has none)
         opts = {**decode_kwargs(dec), "maxlenratio": args.maxlenratio, "lm_weight": 0.0}
         v2t = VideoToText(str(tmp / "config.yaml"), str(tmp / "model.pth"), device=args.device, **opts)
-    clips = [torch.randn(1, args.frames, 88 * 88) for _ in range(args.utts + 1)]
-    lengths = torch.tensor([args.frames])
+    clips = [(torch.randn(1, args.frames, 88 * 88), torch.tensor([args.frames])) for _ in range(args.utts + 1)]
+    runs, enc, recs = time_searches(v2t, clips, args)
+    tokens = sum(len(r.nbest[0][0]) for r in recs) / len(recs) if recs and recs[0].nbest else float("nan")
+    print(f"{args.config.name}: {sum(p.numel() for p in v2t.model.parameters()) / 1e6:.1f}M parameters, device "
+          f"{args.device}, {args.threads} thread(s); {args.frames} frames, {tokens:.0f} characters per utterance, "
+          f"{describe({**dec, 'lm_weight': 0.0})}")
+    report(runs, enc, args.frames, args)
 
+
+def describe(dec: dict) -> str:
+    return (f"beam {dec['beam_size']}, pinyin beam {dec['pinyin_beam_size']} ({dec['pinyin_decode_mode']}), pinyin "
+            f"CTC in the search {dec.get('pinyin_search_weight', 0)}, pre-beam ratio {dec.get('pre_beam_ratio', 1.5)}"
+            f", LM weight {dec.get('lm_weight', 0)}")
+
+
+def time_searches(v2t, clips, args):
+    """Decode clips[1:] (clips[0] warms up) with each CTC prefix scorer asked for; return {scorer: (recognitions,
+    seconds per utterance, wall seconds per utterance)}, the encoder's seconds per utterance, and recognitions."""
     def sync():
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
@@ -90,42 +119,89 @@ def main(argv=None):
     # On a CPU the job's CPU time is its cost (a shared host stretches the wall time, not the work); on a GPU
     # the wall time is.
     clock = time.perf_counter if args.device.startswith("cuda") else time.process_time
-
-    def timed():
-        v2t(clips[0], lengths)  # warm-up
-        sync()
-        t0, w0 = clock(), time.perf_counter()
-        recs = [v2t(c, lengths)[0] for c in clips[1:]]
-        sync()
-        return recs, (clock() - t0) / args.utts, (time.perf_counter() - w0) / args.utts
-
-    runs = {}
-    for kind in (("fast", "espnet") if args.ctc_prefix == "both" else (args.ctc_prefix,)):
-        use_ctc_prefix(kind)
-        runs[kind] = timed()
-    recs = next(iter(runs.values()))[0]
+    n = len(clips) - 1
+    kinds = ("fast", "espnet") if args.ctc_prefix == "both" else (args.ctc_prefix,)
+    # utterance by utterance, the scorers in turn (first one, then the other, alternately), so that a host
+    # whose speed drifts (a shared VM) weighs on both alike
+    recs = {k: [] for k in kinds}
+    cpu = {k: 0.0 for k in kinds}
+    wall = {k: 0.0 for k in kinds}
+    for k in kinds:
+        use_ctc_prefix(k)
+        v2t(*clips[0])  # warm-up
+    for i, (x, xl) in enumerate(clips[1:]):
+        for k in (kinds if i % 2 == 0 else kinds[::-1]):
+            use_ctc_prefix(k)
+            sync()
+            t0, w0 = clock(), time.perf_counter()
+            recs[k].append(v2t(x, xl)[0])
+            sync()
+            cpu[k] += clock() - t0
+            wall[k] += time.perf_counter() - w0
+    runs = {k: (recs[k], cpu[k] / n, wall[k] / n) for k in kinds}
     with torch.no_grad():
         t0 = clock()
-        for c in clips[1:]:
-            v2t.model.encode(c.to(args.device), lengths.to(args.device))
+        for x, xl in clips[1:]:
+            v2t.model.encode(x.to(args.device), xl.to(args.device))
         sync()
-        enc = (clock() - t0) / args.utts
-    params = sum(p.numel() for p in v2t.model.parameters()) / 1e6
-    tokens = sum(len(r.nbest[0][0]) for r in recs) / len(recs) if recs and recs[0].nbest else float("nan")
-    print(f"{args.config.name}: {params:.1f}M parameters, device {args.device}, {args.threads} thread(s); "
-          f"{args.frames} frames, {tokens:.0f} characters per utterance, beam {dec['beam_size']}, "
-          f"pinyin beam {dec['pinyin_beam_size']} ({dec['pinyin_decode_mode']}), pinyin CTC in the search "
-          f"{dec.get('pinyin_search_weight', 0)}, pre-beam ratio {dec.get('pre_beam_ratio', 1.5)}")
-    kind = "GPU wall" if clock is time.perf_counter else "CPU"
+        enc = (clock() - t0) / n
+    return runs, enc, next(iter(runs.values()))[0]
+
+
+def report(runs, enc, frames, args):
+    kind = "GPU wall" if args.device.startswith("cuda") else "CPU"
     for name, (_, total, wall) in runs.items():
-        print(f"[CTC prefix scorer: {name}] per utterance: {total:.2f} {kind} s ({1 / total:.3f} utt/s per job; "
-              f"wall {wall:.2f} s), of which encoder {enc:.2f} s and searches {total - enc:.2f} s; "
-              f"{1000 * total / args.frames:.1f} ms per frame")
+        print(f"[CTC prefix scorer: {name}] per utterance: {total:.3f} {kind} s ({1 / total:.3f} utt/s per job; "
+              f"wall {wall:.3f} s), of which encoder {enc:.3f} s and searches {total - enc:.3f} s; "
+              f"{1000 * total / frames:.1f} ms per frame")
     if len(runs) == 2:
         (ra, ta, _), (rb, tb, _) = runs["espnet"], runs["fast"]
         same = [[t for t, _, _ in a.nbest] == [t for t, _, _ in b.nbest] for a, b in zip(ra, rb)]
         print(f"ESPnet's / fast CTC prefix scorer: x{ta / tb:.2f} per utterance, x{(ta - enc) / (tb - enc):.2f} in "
               f"the searches; the same N-best texts for {sum(same)} of {len(same)} utterances")
+
+
+def bench_recipe(args):
+    """--recipe: the recipe's trained model, decode config (+ stage 6's overrides) and LM on its own crops."""
+    import shlex
+
+    import kaldiio
+
+    from vallr_pin.decoding.search import VideoToText
+    from vallr_pin.tasks.vsr import VSRTask
+
+    import os
+
+    r = args.recipe.resolve()
+    os.chdir(r)  # the scp files hold paths relative to the recipe directory
+    dec = yaml.safe_load((r / "conf/decode_vsr.yaml").read_text(encoding="utf-8"))
+    extra = shlex.split(args.inference_args)  # "--beam_size 5 --nbest 5": options of the decode config
+    for k, v in zip(extra[::2], extra[1::2]):
+        k = k.lstrip("-")
+        if k not in dec:
+            raise SystemExit(f"--inference-args: {k} is not an option of {r}/conf/decode_vsr.yaml")
+        dec[k] = type(dec[k])(v)
+    lm = r / "exp/lm_char"
+    lm_opts = (dict(lm_train_config=str(lm / "config.yaml"), lm_file=str(lm / "valid.loss.best.pth"))
+               if (lm / "valid.loss.best.pth").is_file() else dict(lm_weight=0.0))
+    from vallr_pin.packing import decode_kwargs
+
+    exp = r / "exp/vsr_dual"
+    v2t = VideoToText(str(exp / "config.yaml"), str(exp / args.model), device=args.device,
+                      **{**decode_kwargs(dec), **lm_opts})
+    pre = VSRTask.build_preprocess_fn(v2t.train_args, train=False)
+    clips = []
+    for i, (key, mat) in enumerate(kaldiio.load_scp_sequential(str(r / "dump/roi" / args.set / "feats.scp"))):
+        if i > args.utts:
+            break
+        x = torch.as_tensor(pre(key, {"video": mat})["video"]).float()
+        clips.append((x[None], torch.tensor([x.shape[0]])))
+    runs, enc, recs = time_searches(v2t, clips, args)
+    frames = sum(int(xl) for _, xl in clips[1:]) / (len(clips) - 1)
+    chars = sum(len(rec.nbest[0][0]) for rec in recs if rec.nbest) / len(recs)
+    print(f"{r} exp/vsr_dual/{args.model} on dump/roi/{args.set} ({len(recs)} utterances, {frames:.0f} frames and "
+          f"{chars:.1f} characters per utterance), {args.threads} thread(s); {describe(dec)}")
+    report(runs, enc, frames, args)
 
 if __name__ == "__main__":
     main()

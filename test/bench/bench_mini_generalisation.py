@@ -14,7 +14,7 @@ vallr_pin/scoring/error_analysis.py), and the CER split by kind of error: substi
 from the reference (homophone, same viseme), misreads (another viseme), deletions + insertions. A model that reads lips has a VER that barely depends on the sentence;
 one that has memorised sentences does well only where the sentence was seen.
 
-    tools/venv/bin/python test/bench/bench_mini_generalisation.py [--recipe egs/mini_cnvsrc/vsr1]
+    tools/venv/bin/python test/bench/bench_mini_generalisation.py [--recipe egs/mini_cnvsrc/vsr1] [--plot PNG]
 
 (``make bench`` runs it too; it says so and skips when the recipe has not been run through stage 5.)
 """
@@ -71,6 +71,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=160, help="rendered frame side (local/data.sh --size)")
     p.add_argument("--roi-opts", default="--roi-size 32 --mouth-width-frac 0.7", help="run.sh's ROI options")
     p.add_argument("--nj", type=int, default=2)
+    p.add_argument("--plot", help="also draw each set's CER split by kind of error (stacked bars) into this PNG")
     args = p.parse_args(argv)
     from vallr_pin.bin.render_corpus import Job, _init_worker, _paths, render_job
 
@@ -135,6 +136,38 @@ def main(argv=None):
     print("alike: substitutions by a homophone or a same-viseme character (the lips drew the reference's shape; "
           "only the sentence tells them apart); misread: by a character of another viseme; del+ins: characters "
           "lost or added")
+    if args.plot:
+        plot(results, args.plot)
+
+
+def plot(results: dict, path: str) -> None:
+    """Stacked bars: each set's CER as alike + misread + deletions/insertions."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    labels = [n.split(" (")[0].replace(", ", ",\n") for n in names]
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    bottom = [0.0] * len(names)
+    for key, label, colour in (("lips_alike", "alike (homophone, same viseme)", "tab:orange"),
+                               ("misread", "misread (another viseme)", "tab:blue"),
+                               ("indel", "deleted + inserted", "tab:gray")):
+        vals = [results[n][key] for n in names]
+        ax.bar(labels, vals, bottom=bottom, label=label, color=colour)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    for x, total in enumerate(bottom):
+        ax.text(x, total + 0.8, f"{total:.1f}", ha="center", fontsize=9)
+    ax.set_ylabel("CER (%)")
+    ax.set_title("Stage I (dual model) CER by kind of error: seen/unseen speakers x sentences", fontsize=10)
+    ax.set_ylim(0, max(bottom) * 1.3)  # room for the legend above the bars
+    ax.legend(fontsize=8, loc="upper center", ncol=3)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ a CPU beam search in its loop over frames: every decoding step walks every frame
 character CTC and the pinyin CTC read through the characters) that loop was half of the search's CPU time
 (``test/bench/bench_decode.py``). Here the forward variables live in one (T, 3, hyps, candidates) tensor laid out
 as (r^n, phi, r^b), so one ``logaddexp`` of r^n against the contiguous (phi, r^b) slice gives both new variables
-of a frame and one strided ``add(out=)`` stores them (about 4x faster per frame than ESPnet's loop); the
+of a frame and one strided ``add(out=)`` stores them (ESPnet's loop stacks four tensors per frame); the
 per-hypothesis Python loops that index tensors around it become index operations.
 
 What is computed is ESPnet's recursion, unchanged (``r^n_t = lse(r^n_{t-1}, phi_{t-1}) + x_t(c)``,
