@@ -11,8 +11,9 @@ with the trained model and decoding config of stage 5:
 and prints, next to the recipe's own train (seen/seen, memorised) and dev (unseen/unseen) decodes, each set's
 CER, reading error rate (toneless pinyin of the characters) and viseme error rate (initial class + final; see
 vallr_pin/scoring/error_analysis.py), and the CER split by kind of error: substitutions the lips cannot tell
-from the reference (homophone, same viseme), misreads (another viseme), deletions + insertions. A model that reads lips has a VER that barely depends on the sentence;
-one that has memorised sentences does well only where the sentence was seen.
+from the reference (homophone, same viseme), misreads (another viseme), deletions + insertions. A model that
+reads lips has a VER that barely depends on the sentence; one that has memorised sentences does well only where
+the sentence was seen.
 
     tools/venv/bin/python test/bench/bench_mini_generalisation.py [--recipe egs/mini_cnvsrc/vsr1] [--plot PNG]
 

@@ -3,11 +3,12 @@
 ESPnet's ``CTCPrefixScoreTH`` (Watanabe et al. 2017, Algorithm 2; vectorised by Seki et al. 2019) spends most of
 a CPU beam search in its loop over frames: every decoding step walks every frame, and each frame stacks four
 (hyps x candidates) tensors to take a two-way ``logsumexp``. In the mini recipe's decode (two CTC scorers, the
-character CTC and the pinyin CTC read through the characters) that loop was half of the search's CPU time
-(``test/bench/bench_decode.py``). Here the forward variables live in one (T, 3, hyps, candidates) tensor laid out
-as (r^n, phi, r^b), so one ``logaddexp`` of r^n against the contiguous (phi, r^b) slice gives both new variables
-of a frame and one strided ``add(out=)`` stores them (ESPnet's loop stacks four tensors per frame); the
-per-hypothesis Python loops that index tensors around it become index operations.
+character CTC and the pinyin CTC read through the characters) that loop was half of the search's CPU time (a
+cProfile of a stage-6 decode; ``test/bench/bench_decode.py --ctc-prefix both`` measures the gain). Here the
+forward variables live in one (T, 3, hyps, candidates) tensor laid out as (r^n, phi, r^b), so one ``logaddexp``
+of r^n against the contiguous (phi, r^b) slice gives both new variables of a frame and one strided
+``add(out=)`` stores them (ESPnet's loop stacks four tensors per frame); the per-hypothesis Python loops that
+index tensors around it become index operations.
 
 What is computed is ESPnet's recursion, unchanged (``r^n_t = lse(r^n_{t-1}, phi_{t-1}) + x_t(c)``,
 ``r^b_t = lse(r^n_{t-1}, r^b_{t-1}) + x_t(blank)``). ``torch.logaddexp`` rounds differently from ESPnet's
@@ -93,7 +94,8 @@ class FastCTCPrefixScoreTH(CTCPrefixScoreTH):
             log_psi.scatter_(1, scoring_ids, log_psi_)
         else:
             log_psi = log_psi_
-        log_psi[:, self.eos] = r_sum[self.end_frames.to(self.device)[hyp // n_hyps], hyp]  # extend_prob: CPU
+        # (.to: ESPnet's extend_prob leaves end_frames on the CPU)
+        log_psi[:, self.eos] = r_sum[self.end_frames.to(self.device)[hyp // n_hyps], hyp]
         if self.eos != self.blank:
             log_psi[:, self.blank] = self.logzero  # exclude blank probs
 
