@@ -173,6 +173,10 @@ def bench_recipe(args):
     import os
 
     r = args.recipe.resolve()
+    for need in ("exp/vsr_dual/config.yaml", f"exp/vsr_dual/{args.model}", f"dump/roi/{args.set}/feats.scp"):
+        if not (r / need).is_file():
+            raise SystemExit(f"bench_decode: {r / need} not found; run the recipe through stage 5 (stage 6 for "
+                             "train_sub<N> and ckpt_keep/) first")
     os.chdir(r)  # the scp files hold paths relative to the recipe directory
     dec = yaml.safe_load((r / "conf/decode_vsr.yaml").read_text(encoding="utf-8"))
     extra = shlex.split(args.inference_args)  # "--beam_size 5 --nbest 5": options of the decode config
