@@ -183,6 +183,34 @@ def test_llm_sft_dry_run_checks_keys_against_ms_swift_arguments(work, tmp_path, 
     assert not (tmp_path / "out").exists()
 
 
+def test_llm_sft_several_cpu_processes_get_ddp_options_one_gets_none(work, tmp_path, monkeypatch, capsys):
+    """Several CPU processes without them all took themselves for rank 0 and raced on ms-swift's checkpoint
+    symlink (.ci/run); with gloo alone they trained unsynchronised (test_llm_sft_2proc.py checks the real run).
+    One process keeps the recipes' settings. So: use_cpu + gloo exactly when NPROC_PER_NODE x NNODES > 1 on CPU."""
+    base = ["--config", CONF, "--model", str(work["model"]), "--train", str(work["data"] / "train.jsonl"),
+            "--output-dir", str(tmp_path / "out"), "--dry-run"]
+
+    def command(*extra, **env):
+        for k in ("NPROC_PER_NODE", "NNODES"):
+            monkeypatch.delenv(k, raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        llm_sft.main([*base, *extra])
+        return capsys.readouterr().out
+
+    def ddp_flags(out):
+        return [f for f in ("--use_cpu true", "--ddp_backend gloo") if f in out]
+
+    assert ddp_flags(command("--device", "cpu")) == []
+    assert ddp_flags(command("--device", "cpu", NPROC_PER_NODE="2")) == ["--use_cpu true", "--ddp_backend gloo"]
+    assert ddp_flags(command("--device", "cpu", NNODES="2")) == ["--use_cpu true", "--ddp_backend gloo"]
+    assert ddp_flags(command("--device", "gpu", NPROC_PER_NODE="2")) == []  # transformers picks nccl there
+    out = command("--device", "cpu", "--", "--ddp_backend", "mpi", NPROC_PER_NODE="2")  # the user's flag wins
+    assert out.rstrip().endswith("--ddp_backend mpi") and "--use_cpu true" in out
+    with pytest.raises(ValueError, match="NPROC_PER_NODE='two'"):
+        llm_sft.world_size_from_env({"NPROC_PER_NODE": "two"})
+
+
 def test_llm_sft_says_in_one_line_when_no_sample_fits_max_length(work, tmp_path, caplog):
     """ms-swift drops every sample longer than max_length (truncation_strategy delete) and, when that is all of
     them, stops with a bare TypeError; the wrapper names the file, the lengths and the fix before starting it."""

@@ -3,7 +3,8 @@
 
 Reads ``conf/llm_sft.yaml``: a ``swift:`` section of ``swift sft`` arguments (paper: LoRA rank 8, alpha 32,
 lr 1e-4, all linear layers) and ``gpu:``/``cpu:`` sections added on top depending on where it runs (DeepSpeed
-ZeRO-2 and bf16 on GPU; nothing extra on CPU, where DeepSpeed does not apply). Flags after ``--`` are passed to
+ZeRO-2 and bf16 on GPU; on CPU, where DeepSpeed does not apply, only ``use_cpu`` and ``ddp_backend: gloo`` when
+several processes are asked for, see ``add_cpu_distributed_options``). Flags after ``--`` are passed to
 ``swift sft`` last and so override the config (``-- --max_steps 10``).
 
 Runs ms-swift's own CLI (``python -m swift.cli.main sft ...``) in a subprocess, so that multi-GPU / multi-node
@@ -180,6 +181,36 @@ def resolve_options(conf: dict, device: str, conf_path: Path) -> Dict[str, objec
             logging.warning("%s asks for deepspeed=%s but the deepspeed package is not installed; training "
                             "without it (install with `DS_BUILD_OPS=0 pip install deepspeed==0.19.8`)", conf_path, ds)
             options.pop("deepspeed")
+    return options
+
+
+def world_size_from_env(env=os.environ) -> int:
+    """The number of training processes ms-swift will start: ``NPROC_PER_NODE`` x ``NNODES`` (its torchrun
+    launch variables; 1 when unset)."""
+    try:
+        return int(env.get("NPROC_PER_NODE") or 1) * int(env.get("NNODES") or 1)
+    except ValueError:
+        raise ValueError(f"NPROC_PER_NODE={env.get('NPROC_PER_NODE')!r} / NNODES={env.get('NNODES')!r}: both must be "
+                         "whole numbers (processes per node, nodes)") from None
+
+
+def add_cpu_distributed_options(options: Dict[str, object], device: str, world_size: int) -> Dict[str, object]:
+    """Several CPU processes need ``use_cpu: true`` and ``ddp_backend: gloo`` (measured with transformers 5.19,
+    accelerate 1.15, ms-swift 4.6 under torchrun, no GPU):
+
+    - neither: transformers sees no distributed run; every process takes itself for rank 0, trains alone on all
+      the data and writes the checkpoints, and ms-swift's last-checkpoint symlink swap races between them
+      (FileNotFoundError on one rank, once in .ci/run);
+    - gloo alone: the process group exists but accelerate keeps the model out of DistributedDataParallel
+      ("parallel_mode != ParallelMode.DISTRIBUTED"): each rank steps on its own half of the batch with its own
+      gradients (different gradient norms per rank), and the token-averaged loss is counted per rank but scaled
+      by the world size (training and eval loss logged 2x);
+    - both: DistributedDataParallel, one gradient norm on every rank, the loss of the single-process run.
+
+    On one process both stay unset, as the recipes' results were made (``use_cpu`` there changes only the last
+    float digits). A config or ``--`` flag that sets either wins."""
+    if device == "cpu" and world_size > 1:
+        options = {"use_cpu": True, "ddp_backend": "gloo", **options}
     return options
 
 
@@ -392,7 +423,7 @@ def run(args: argparse.Namespace) -> Path:
     if not Path(args.train).is_file():
         raise FileNotFoundError(f"training data '{args.train}' not found; run stage 7 (build_llm_data) first")
     device = args.device if args.device != "auto" else ("gpu" if gpu_available() else "cpu")
-    options = resolve_options(conf, device, conf_path)
+    options = add_cpu_distributed_options(resolve_options(conf, device, conf_path), device, world_size_from_env())
     check_swift_arguments(conf, conf_path, args.swift_args, args.rlhf)
     if args.init_adapter and not (Path(args.init_adapter) / "adapter_config.json").is_file():
         raise FileNotFoundError(f"--init-adapter {args.init_adapter}: no adapter_config.json there; run the SFT "
