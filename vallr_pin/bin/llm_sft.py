@@ -184,9 +184,12 @@ def resolve_options(conf: dict, device: str, conf_path: Path) -> Dict[str, objec
     return options
 
 
-def world_size_from_env(env=os.environ) -> int:
+def world_size_from_env(env: Optional[Dict[str, str]] = None) -> int:
     """The number of training processes ms-swift will start: ``NPROC_PER_NODE`` x ``NNODES`` (its torchrun
-    launch variables; 1 when unset)."""
+    launch variables; 1 when unset). ``env`` defaults to ``os.environ`` as it is at the call, not a default
+    argument bound at import: ``datasets``' ``Dataset.map(num_proc=...)`` rebinds ``os.environ`` to a copy, and
+    a mapping bound before that no longer sees the variables set after it (a test failed on it in CI)."""
+    env = os.environ if env is None else env
     try:
         return int(env.get("NPROC_PER_NODE") or 1) * int(env.get("NNODES") or 1)
     except ValueError:
