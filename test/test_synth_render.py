@@ -258,3 +258,46 @@ def test_generated_training_sentences_are_new_and_never_near_copies_of_dev_test(
     # mixed in, not appended: the first speaker reads generated sentences too
     first = [j.text for j in jobs if j.spk == "spk001"]
     assert any(t in new for t in first) and any(t not in new for t in first)
+
+
+def test_extra_real_training_sentences_come_from_higher_levels_and_leave_dev_test_alone(tmp_path):
+    """--extra-train-sentences adds real sentences of the higher HSK levels to train only: dev/test pools are
+    those of the plan without them, no extra sentence is a near copy of a dev/test one, and lm_text.txt loses
+    the extra sentences like every spoken one."""
+    from vallr_pin.bin.render_corpus import filter_sentences, load_hsk_sentences, main, plan_corpus
+    from vallr_pin.text.held_out import HeldOutSentences, lm_text_sentences
+
+    sents, _ = filter_sentences(load_hsk_sentences(1), 2, 12)
+    higher, _ = filter_sentences(load_hsk_sentences(min_level=2), 2, 12)
+    assert higher and not set(higher) & set(sents)
+    n_spk = {"train": 4, "dev": 1, "test": 1}
+    n_utts = {"train": 1000, "dev": 20, "test": 20}
+    plain = plan_corpus(sents, n_spk, n_utts, seed=3)
+    jobs = plan_corpus(sents, n_spk, n_utts, seed=3, extra_train=higher, num_extra_train=150)
+    assert jobs == plan_corpus(sents, n_spk, n_utts, seed=3, extra_train=higher, num_extra_train=150)
+    by = lambda js, s: [j.text for j in js if j.split == s]  # noqa: E731
+    assert by(jobs, "dev") == by(plain, "dev") and by(jobs, "test") == by(plain, "test")
+    train = set(by(jobs, "train"))
+    extra = train - set(sents)
+    assert len(extra) == 150 and extra <= set(higher)
+    assert set(by(plain, "train")) <= train  # the level-1 training sentences all stay
+    held = HeldOutSentences(by(jobs, "dev") + by(jobs, "test"))
+    assert not any(held.leaks(t) for t in extra)
+
+    opts = ["--sentences-from", "hsk", "--hsk-max-level", "1", "--max-chars", "12", "--num-train-speakers", "2",
+            "--num-dev-speakers", "1", "--num-test-speakers", "1", "--num-train-utts", "200", "--num-dev-utts", "10",
+            "--num-test-utts", "10", "--seed", "3", "--lm-text-only"]
+    main(["--out", str(tmp_path / "a"), *opts])
+    main(["--out", str(tmp_path / "b"), *opts, "--extra-train-sentences", "100"])
+    lm_b = (tmp_path / "b" / "lm_text.txt").read_text(encoding="utf-8").split()
+    jobs_b = plan_corpus(sents, {"train": 2, "dev": 1, "test": 1}, {"train": 200, "dev": 10, "test": 10}, seed=3,
+                         extra_train=higher, num_extra_train=100)
+    from vallr_pin.text.normalize import normalize_text
+
+    spoken_extra = {normalize_text(t) for t in {j.text for j in jobs_b if j.split == "train"} - set(sents)}
+    assert len(spoken_extra) >= 20  # shuffled in: a 200-utterance split of a 350-sentence pool speaks some
+    assert lm_b == lm_text_sentences(load_hsk_sentences(), [j.text for j in jobs_b])
+    lm_a = (tmp_path / "a" / "lm_text.txt").read_text(encoding="utf-8").split()
+    assert spoken_extra <= set(lm_a) and not spoken_extra & set(lm_b)
+    with pytest.raises(SystemExit):  # needs --hsk-max-level: one line, non-zero exit
+        main(["--out", str(tmp_path / "c"), "--extra-train-sentences", "5", "--lm-text-only"])

@@ -117,6 +117,11 @@ def get_parser() -> argparse.ArgumentParser:
                    help="add this many new training sentences recombined from the words of the training "
                         "sentences (word-bigram walks; vallr_pin/synth/sentence_mix.py), so that the training "
                         "split has more distinct sentences than the source; dev/test are unaffected (default: 0)")
+    p.add_argument("--extra-train-sentences", type=int, default=0,
+                   help="with --sentences-from hsk and --hsk-max-level: add up to this many real sentences of the "
+                        "higher HSK levels to the training split only (seeded draw; none that is a near copy of "
+                        "a dev/test sentence). dev/test stay drawn from levels <= --hsk-max-level, unchanged; the "
+                        "sentences drawn leave lm_text.txt like every spoken one (default: 0)")
     p.add_argument("--min-chars", type=int, default=2, help="drop sentences with fewer Hanzi (default: 2)")
     p.add_argument("--max-chars", type=int, default=20, help="drop sentences with more Hanzi (default: 20)")
     p.add_argument("--size", type=int, default=160, help="frame side in pixels, square frames (default: 160)")
@@ -136,15 +141,17 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 # -- sentences ---------------------------------------------------------------------------------------------
-def load_hsk_sentences(max_level: Optional[int] = None) -> List[str]:
-    """The ``chinese`` field of every hsk-sentences-audio record (CC-BY-SA-4.0; see HSK_ATTRIBUTION)."""
+def load_hsk_sentences(max_level: Optional[int] = None, min_level: Optional[int] = None) -> List[str]:
+    """The ``chinese`` field of every hsk-sentences-audio record (CC-BY-SA-4.0; see HSK_ATTRIBUTION) of HSK level
+    ``min_level`` to ``max_level`` (either bound optional)."""
     try:
         import hsk_sentences_audio
     except ImportError as e:
         raise ValueError("--sentences-from hsk needs the PyPI package hsk-sentences-audio "
                          "(pip install hsk-sentences-audio==1.0.0), or use --sentences-file") from e
     return [r["chinese"] for r in hsk_sentences_audio.load_sentences()
-            if max_level is None or int(r["hsk_level"]) <= max_level]
+            if (max_level is None or int(r["hsk_level"]) <= max_level)
+            and (min_level is None or int(r["hsk_level"]) >= min_level)]
 
 
 def load_hsk_words() -> Dict[str, List[str]]:
@@ -195,7 +202,7 @@ def filter_sentences(sentences: Sequence[str], min_chars: int, max_chars: int) -
 
 def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[str, int], seed: int,
                 generated: int = 0, words_of: Optional[Dict[str, Sequence[str]]] = None, min_chars: int = 2,
-                max_chars: int = 20) -> List[Job]:
+                max_chars: int = 20, extra_train: Sequence[str] = (), num_extra_train: int = 0) -> List[Job]:
     """Assign speakers and sentences to splits (both disjoint across splits) and list the utterances.
 
     ``n_spk[split]`` speakers share ``n_utts[split]`` utterances evenly (the first speakers get one more when it
@@ -206,7 +213,11 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
     ``generated > 0`` adds that many sentences recombined from the words of the train pool
     (:func:`vallr_pin.synth.sentence_mix.recombine_sentences`; ``words_of`` maps a sentence to its words, else
     its characters are the words) to the train pool only, shuffled in with the real ones; the dev/test pools
-    are the same as without them, and no generated sentence is a near copy of one of theirs."""
+    are the same as without them, and no generated sentence is a near copy of one of theirs.
+
+    ``num_extra_train > 0`` draws that many real sentences (seeded) from ``extra_train`` (e.g. higher HSK levels)
+    into the train pool, before the generated ones are made from it: the dev/test pools are the same as without
+    them, and none is a near copy of a dev/test sentence (:class:`vallr_pin.text.held_out.HeldOutSentences`)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 1301]))
     order = [sentences[i] for i in rng.permutation(len(sentences))]
     n = len(order)
@@ -218,6 +229,18 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
             pools[split] = order[start:start + k]
             start += k
     pools["train"] = order[start:]
+    if num_extra_train > 0:
+        from vallr_pin.text.held_out import HeldOutSentences
+
+        held = HeldOutSentences(pools.get("dev", []) + pools.get("test", []))
+        have = set(sentences)
+        cand = [s for s in dict.fromkeys(extra_train) if s not in have and not held.leaks(s)]
+        xrng = np.random.default_rng(np.random.SeedSequence([int(seed), 1307]))
+        picked = [cand[i] for i in xrng.permutation(len(cand))[:num_extra_train]]
+        if len(picked) < num_extra_train:
+            logging.warning("only %d of %d extra real training sentences available", len(picked), num_extra_train)
+        pools["train"] = pools["train"] + picked  # shuffled in below, with the generated ones if any
+        sentences = list(sentences) + picked  # generated sentences must not copy them either
     if generated > 0:
         from vallr_pin.synth.sentence_mix import recombine_sentences
 
@@ -230,6 +253,8 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
             logging.warning("only %d of %d generated training sentences could be made", len(extra), generated)
         mixed = pools["train"] + extra
         pools["train"] = [mixed[i] for i in rng.permutation(len(mixed))]
+    elif num_extra_train > 0:  # so that a train split smaller than its pool speaks extra sentences too
+        pools["train"] = [pools["train"][i] for i in rng.permutation(len(pools["train"]))]
     for split in SPLITS:
         if n_utts[split] > 0 and not pools.get(split):
             raise ValueError(f"not enough sentences ({n}) for disjoint train/dev/test pools; give more sentences "
@@ -367,9 +392,17 @@ def render(args: argparse.Namespace) -> None:
     n_spk = {"train": args.num_train_speakers, "dev": args.num_dev_speakers, "test": args.num_test_speakers}
     n_utts = {s: (getattr(args, f"num_{s}_utts") if getattr(args, f"num_{s}_utts") is not None
                   else n_spk[s] * args.utts_per_speaker) for s in SPLITS}
+    extra: List[str] = []
+    if args.extra_train_sentences > 0:
+        if args.sentences_from != "hsk" or args.hsk_max_level is None:
+            raise ValueError("--extra-train-sentences draws from the HSK levels above --hsk-max-level: it needs "
+                             "--sentences-from hsk and --hsk-max-level")
+        extra, _ = filter_sentences(load_hsk_sentences(min_level=args.hsk_max_level + 1), args.min_chars,
+                                    args.max_chars)
     jobs = plan_corpus(sentences, n_spk, n_utts, args.seed, generated=args.generated_train_sentences,
                        words_of=load_hsk_words() if args.sentences_from == "hsk" and args.generated_train_sentences
-                       else None, min_chars=args.min_chars, max_chars=args.max_chars)
+                       else None, min_chars=args.min_chars, max_chars=args.max_chars,
+                       extra_train=extra, num_extra_train=args.extra_train_sentences)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.lm_text or args.lm_text_only:
         write_lm_text(args, raw, jobs)
