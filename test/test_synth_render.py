@@ -281,8 +281,18 @@ def test_extra_real_training_sentences_come_from_higher_levels_and_leave_dev_tes
     extra = train - set(sents)
     assert len(extra) == 150 and extra <= set(higher)
     assert set(by(plain, "train")) <= train  # the level-1 training sentences all stay
+    from vallr_pin.text.normalize import normalize_text
+
     held = HeldOutSentences(by(jobs, "dev") + by(jobs, "test"))
-    assert not any(held.leaks(t) for t in extra)
+    assert not any(held.leaks(normalize_text(t)) for t in extra)
+    # a near copy of a dev/test sentence among the candidates is never drawn, however many are asked for
+    dev0 = next(h for h in map(normalize_text, by(jobs, "dev")) if len(h) >= 5)
+    copy = dev0[:4] + "。"  # 4 Hanzi of a dev sentence: a near copy; the punctuation must not hide it
+    every = {**n_utts, "train": len(sents) + len(higher) + 1}  # enough utterances to speak the whole pool
+    many = plan_corpus(sents, n_spk, every, seed=3, extra_train=[copy, *higher], num_extra_train=len(higher) + 1)
+    clean = {h for h in higher if not held.leaks(normalize_text(h))}
+    assert len(clean) < len(higher)  # level 2+ holds near copies of level-1 dev/test sentences: the case is real
+    assert set(by(many, "train")) - set(sents) == clean  # every other candidate, and not the copy
 
     opts = ["--sentences-from", "hsk", "--hsk-max-level", "1", "--max-chars", "12", "--num-train-speakers", "2",
             "--num-dev-speakers", "1", "--num-test-speakers", "1", "--num-train-utts", "200", "--num-dev-utts", "10",

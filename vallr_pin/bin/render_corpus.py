@@ -232,11 +232,18 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
     if num_extra_train > 0:
         from vallr_pin.text.held_out import HeldOutSentences
 
+        from vallr_pin.text.normalize import normalize_text
+
         held = HeldOutSentences(pools.get("dev", []) + pools.get("test", []))
         have = set(sentences)
-        cand = [s for s in dict.fromkeys(extra_train) if s not in have and not held.leaks(s)]
+        cand = [s for s in dict.fromkeys(extra_train) if s not in have]
         xrng = np.random.default_rng(np.random.SeedSequence([int(seed), 1307]))
-        picked = [cand[i] for i in xrng.permutation(len(cand))[:num_extra_train]]
+        picked = []
+        for i in xrng.permutation(len(cand)):  # near copies are skipped in draw order (HeldOutSentences compares
+            if len(picked) == num_extra_train:  # normalised text: "好久不见。" goes with "好久不见你去哪儿了")
+                break
+            if not held.leaks(normalize_text(cand[i])):
+                picked.append(cand[i])
         if len(picked) < num_extra_train:
             logging.warning("only %d of %d extra real training sentences available", len(picked), num_extra_train)
         pools["train"] = pools["train"] + picked  # shuffled in below, with the generated ones if any
