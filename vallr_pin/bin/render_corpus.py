@@ -246,7 +246,7 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
                 picked.append(cand[i])
         if len(picked) < num_extra_train:
             logging.warning("only %d of %d extra real training sentences available", len(picked), num_extra_train)
-        pools["train"] = pools["train"] + picked  # shuffled in below, with the generated ones if any
+        pools["train"] = pools["train"] + picked
         sentences = list(sentences) + picked  # generated sentences must not copy them either
     if generated > 0:
         from vallr_pin.synth.sentence_mix import recombine_sentences
@@ -258,9 +258,8 @@ def plan_corpus(sentences: Sequence[str], n_spk: Dict[str, int], n_utts: Dict[st
             max_chars=max_chars, held_out=pools.get("dev", []) + pools.get("test", []), existing=sentences)
         if len(extra) < generated:
             logging.warning("only %d of %d generated training sentences could be made", len(extra), generated)
-        mixed = pools["train"] + extra
-        pools["train"] = [mixed[i] for i in rng.permutation(len(mixed))]
-    elif num_extra_train > 0:  # so that a train split smaller than its pool speaks extra sentences too
+        pools["train"] = pools["train"] + extra
+    if generated > 0 or num_extra_train > 0:  # shuffled in: a train split smaller than its pool speaks them too
         pools["train"] = [pools["train"][i] for i in rng.permutation(len(pools["train"]))]
     for split in SPLITS:
         if n_utts[split] > 0 and not pools.get(split):
