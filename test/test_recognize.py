@@ -143,10 +143,32 @@ def test_python_api_crop_is_stage_1s_and_reencodes_read_the_same(mini_recipe, re
     names = ["fps30", "fps60", "big", "rot"]
     base, *variants = recognizer.recognize([videos[utt]] + [str(tmp_path / f"{n}.mp4") for n in names])
     assert base.ok and base.frames == t
-    # each re-encode reads as the clip does: the clip's 1-best is among its N-best. (Not its 1-best: the CI model
-    # trains 2 epochs, and compression noise flips its near-tied hypotheses. The crops are compared below.)
     for name, r in zip(names, variants):
-        assert r.ok and r.frames == t and base.onebest in [h["text"] for h in r.nbest], (name, r.nbest, base.onebest)
+        assert r.ok and r.frames == t and r.nbest, name
+
+    # each re-encode reads as the clip does, judged on what the model reads per frame: the character and pinyin
+    # CTC posteriors. (Not on the decoded text: the CI model trains 2 epochs, and its beam search flips between
+    # near-tied hypotheses on compression noise. With the CI corpus of 1b46752 no re-encode kept the clip's
+    # 1-best in its 5-best, while their posteriors were 6x closer to the clip's than another utterance's.)
+    import torch
+
+    def posteriors(path):
+        feats = recognizer.extract_roi(VideoInput(path, "x"), False, RecognitionResult("x", ""))
+        video = torch.from_numpy(recognizer._pre("x", {"video": feats})["video"]).unsqueeze(0)
+        model = recognizer.vsr.model
+        with torch.no_grad():
+            enc, _ = model.encode(video, torch.tensor([video.size(1)]))
+            return [ctc.softmax(enc)[0].numpy() for ctc in (model.ctc, model.pinyin_ctc)]
+
+    def distance(a, b):  # mean total-variation distance per frame, over the frames both have
+        n = min(len(a[0]), len(b[0]))
+        return max(0.5 * np.abs(x[:n] - y[:n]).sum(-1).mean() for x, y in zip(a, b))
+
+    clip = posteriors(videos[utt])
+    reencoded = {n: distance(posteriors(str(tmp_path / f"{n}.mp4")), clip) for n in names}
+    others = {u: distance(posteriors(videos[u]), clip) for u in sorted(videos)[1:4]}
+    assert others and max(reencoded.values()) < 0.015, reencoded
+    assert min(others.values()) > 3 * max(reencoded.values()), (reencoded, others)
 
     # the crops agree up to the re-encoding's compression noise (~2.2 grey levels here); a resampler one frame
     # off would add the lip motion between neighbouring frames (~4 more)
