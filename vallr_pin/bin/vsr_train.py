@@ -26,6 +26,20 @@ def get_parser():
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Parse ``argv`` (default: sys.argv) and run ESPnet's training / collect-stats main."""
     VSRTask.main(cmd=argv)
+    destroy_process_group()
+
+
+def destroy_process_group() -> None:
+    """Tear down the process group a torchrun worker trained in, once training has returned normally.
+
+    ESPnet's trainer leaves it alive; with gloo, its C++ threads can then outlive the interpreter and abort the
+    process at exit ("terminate called without an active exception", exit code -6, pytorch/pytorch#190489): a
+    rank that finished every epoch failed the stage (seen once in test_train_ddp's resume run). Only after a
+    normal return: after an exception, a collective teardown could wait on ranks that are gone."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
