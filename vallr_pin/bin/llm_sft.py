@@ -58,6 +58,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set
 import yaml
 
 from vallr_pin.cli import add_log_level, user_errors
+from vallr_pin.llm.swift_plugin import DIST_TEARDOWN as TEARDOWN_PLUGIN
 
 ADAPTER_LINK = "adapter"
 
@@ -211,10 +212,23 @@ def add_cpu_distributed_options(options: Dict[str, object], device: str, world_s
     - both: DistributedDataParallel, one gradient norm on every rank, the loss of the single-process run.
 
     On one process both stay unset, as the recipes' results were made (``use_cpu`` there changes only the last
-    float digits). A config or ``--`` flag that sets either wins."""
+    float digits). A config or ``--`` flag that sets either wins.
+
+    Each worker also loads the plugin ``swift_plugin/dist_teardown.py``, which destroys the gloo group at exit:
+    transformers leaves it alive, and a rank that had saved its checkpoint then aborted at exit (exit -6,
+    once in .ci/run; :mod:`vallr_pin.distributed`). It is added to the config's ``external_plugins``."""
     if device == "cpu" and world_size > 1:
         options = {"use_cpu": True, "ddp_backend": "gloo", **options}
+        options["external_plugins"] = plugin_list(options.get("external_plugins")) + [TEARDOWN_PLUGIN]
     return options
+
+
+def plugin_list(value) -> List[str]:
+    """A config's ``external_plugins`` (one path, a list, or none) as a list: ms-swift takes several after one
+    ``--external_plugins``, and a second such flag would replace the first."""
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
 
 
 def _version_dirs(output_dir: Path) -> List[Path]:
@@ -293,8 +307,9 @@ def build_command(args, options: Dict[str, object]) -> List[str]:
 
         paths = grpo_data_paths(args, options)
         train, dev = paths["train"], paths["dev"]
-        cmd = [sys.executable, "-m", "swift.cli.main", "rlhf", "--rlhf_type", args.rlhf, "--model", str(args.model),
-               "--external_plugins", PLUGIN]
+        cmd = [sys.executable, "-m", "swift.cli.main", "rlhf", "--rlhf_type", args.rlhf, "--model", str(args.model)]
+        # the rewards' plugin joins the others (one flag: a second --external_plugins would replace the first)
+        options = {**options, "external_plugins": [PLUGIN] + plugin_list(options.get("external_plugins"))}
     else:
         cmd = [sys.executable, "-m", "swift.cli.main", "sft", "--model", str(args.model)]
     cmd += to_cli(options)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from vallr_pin.distributed import destroy_process_group
 from vallr_pin.lean_imports import import_lm_task
 
 # At import, not in main(): with --ngpu > 1 ESPnet spawns its workers, and each one re-imports this module
@@ -29,6 +30,7 @@ def get_parser():
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Parse ``argv`` (default: sys.argv) and run ESPnet's LM training / collect-stats main."""
     LMTask.main(cmd=argv)
+    destroy_process_group()  # under torchrun, as vsr_train (vallr_pin.distributed)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from vallr_pin.distributed import destroy_process_group
 from vallr_pin.tasks.vsr import VSRTask
 
 
@@ -26,20 +27,9 @@ def get_parser():
 def main(argv: Optional[Sequence[str]] = None) -> None:
     """Parse ``argv`` (default: sys.argv) and run ESPnet's training / collect-stats main."""
     VSRTask.main(cmd=argv)
+    # ESPnet leaves a torchrun worker's process group alive, and gloo can then abort the worker at exit
+    # (vallr_pin.distributed). Only after a normal return: an exception goes out as it came.
     destroy_process_group()
-
-
-def destroy_process_group() -> None:
-    """Tear down the process group a torchrun worker trained in, once training has returned normally.
-
-    ESPnet's trainer leaves it alive; with gloo, its C++ threads can then outlive the interpreter and abort the
-    process at exit ("terminate called without an active exception", exit code -6, pytorch/pytorch#190489): a
-    rank that finished every epoch failed the stage (seen once in test_train_ddp's resume run). Only after a
-    normal return: after an exception, a collective teardown could wait on ranks that are gone."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""Tearing down a torch.distributed process group before the interpreter exits.
+
+ESPnet's trainer and ms-swift's (transformers') leave the process group of a torchrun worker alive when training
+returns. With gloo, its C++ threads can then outlive the interpreter and abort a worker that finished every
+step: "terminate called without an active exception", exit code -6 (pytorch/pytorch#190489). Seen in .ci/run
+once in each path: a resumed 2-process VSR training (test_train_ddp) and a 2-process ``swift sft``
+(test_llm_sft_2proc), both after every checkpoint was written.
+"""
+
+from __future__ import annotations
+
+import atexit
+
+_registered = False
+
+
+def destroy_process_group() -> None:
+    """Destroy the default process group if this process has one; a no-op otherwise (one process, no torchrun).
+    For gloo this is local to the process: it waits on no other rank."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def destroy_process_group_at_exit() -> None:
+    """Register :func:`destroy_process_group` with ``atexit`` (once per process), for workers whose training
+    loop is someone else's program (``swift sft``): atexit runs while the interpreter is still whole, before the
+    C++ destructors that abort. This is what pytorch/pytorch PR 179291 proposes for torch itself."""
+    global _registered
+    if not _registered:
+        atexit.register(destroy_process_group)
+        _registered = True
