@@ -15,6 +15,16 @@ import pytest
 pytest.importorskip("torch")
 
 
+@pytest.fixture(autouse=True)
+def no_group_left_behind():
+    """A failed assertion must not leave this pytest process in a process group for the tests after it."""
+    yield
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _fake_training(store):
     import torch.distributed as dist
 
@@ -68,6 +78,22 @@ def test_swift_plugin_destroys_the_process_group_at_exit(tmp_path):
     assert "initialized at exit: False" in out.stdout, out.stdout
 
 
+def test_the_exit_teardown_is_skipped_after_an_uncaught_exception(tmp_path):
+    """A crashed worker exits without the teardown, which could wait on ranks that are gone."""
+    script = textwrap.dedent(f"""
+        import atexit
+        import torch.distributed as dist
+        atexit.register(lambda: print("initialized at exit:", dist.is_initialized(), flush=True))
+        from vallr_pin.distributed import destroy_process_group_at_exit
+        destroy_process_group_at_exit()
+        dist.init_process_group("gloo", init_method="file://{tmp_path / 'store'}", rank=0, world_size=1)
+        raise RuntimeError("a training step failed")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1 and "a training step failed" in out.stderr
+    assert "initialized at exit: True" in out.stdout, out.stdout
+
+
 def _args(tmp_path, rlhf=None):
     return argparse.Namespace(rlhf=rlhf, model=str(tmp_path / "llm"), swift_args=[], init_adapter=None,
                               train=str(tmp_path / "train.jsonl"), dev=None, output_dir=str(tmp_path / "out"))
@@ -93,6 +119,12 @@ def test_several_cpu_processes_load_the_teardown_plugin_with_any_other(tmp_path)
     assert _plugins(build_command(_args(tmp_path, rlhf="grpo"), two)) == [PLUGIN, DIST_TEARDOWN]
     own = add_cpu_distributed_options({"external_plugins": "/my/plugin.py"}, "cpu", 2)
     assert _plugins(build_command(_args(tmp_path, rlhf="grpo"), own)) == [PLUGIN, "/my/plugin.py", DIST_TEARDOWN]
+    # plugins after `--` join the list instead of replacing it (ms-swift keeps the last flag only)
+    args = _args(tmp_path, rlhf="grpo")
+    args.swift_args = ["--beta", "0", "--external_plugins", "/a.py", "/b.py", "--external_plugins=/c.py", "--seed", "1"]
+    cmd = build_command(args, two)
+    assert _plugins(cmd) == [PLUGIN, DIST_TEARDOWN, "/a.py", "/b.py", "/c.py"]
+    assert cmd[-4:] == ["--beta", "0", "--seed", "1"]
     # one process, or GPUs (NCCL, not measured to need it): the command the recipes' results were made with
     for device, n in (("cpu", 1), ("gpu", 2)):
         opts = add_cpu_distributed_options({"lora_rank": 8}, device, n)

@@ -10,24 +10,34 @@ once in each path: a resumed 2-process VSR training (test_train_ddp) and a 2-pro
 from __future__ import annotations
 
 import atexit
+import sys
 
 _registered = False
 
 
 def destroy_process_group() -> None:
     """Destroy the default process group if this process has one; a no-op otherwise (one process, no torchrun).
-    For gloo this is local to the process: it waits on no other rank."""
+    Call it once training has returned normally: with a collective still in flight (a rank that crashed in the
+    middle of one), gloo's teardown waits for the other ranks."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
+def _destroy_unless_crashed() -> None:
+    # An uncaught exception leaves sys.last_value set by the time atexit runs: that process exits as it would
+    # have, without a teardown that could wait on ranks that are gone (ms-swift's ddp_timeout is ~200 days).
+    if getattr(sys, "last_value", None) is None:
+        destroy_process_group()
+
+
 def destroy_process_group_at_exit() -> None:
-    """Register :func:`destroy_process_group` with ``atexit`` (once per process), for workers whose training
-    loop is someone else's program (``swift sft``): atexit runs while the interpreter is still whole, before the
-    C++ destructors that abort. This is what pytorch/pytorch PR 179291 proposes for torch itself."""
+    """Register a teardown with ``atexit`` (once per process), for workers whose training loop is someone else's
+    program (``swift sft``): atexit runs while the interpreter is still whole, before the C++ destructors that
+    abort. This is what pytorch/pytorch PR 179291 proposes for torch itself. Skipped after an uncaught
+    exception."""
     global _registered
     if not _registered:
-        atexit.register(destroy_process_group)
+        atexit.register(_destroy_unless_crashed)
         _registered = True

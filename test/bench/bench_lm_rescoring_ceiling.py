@@ -107,29 +107,33 @@ def main(argv=None):
     p.add_argument("--text", nargs="+",
                    default=[str(mini / "data" / "train" / "text"), str(mini / "downloads" / "mini_cnvsrc" / "lm_text.txt")],
                    help="LM training text (Kaldi text or a sentence a line)")
-    p.add_argument("--k", type=int, default=5, help="candidates re-ranked (the prompt shows 5)")
+    p.add_argument("--k", type=int, default=5, help="candidates re-ranked (the prompt shows 5: stages 7 and 9's "
+                                                    "--max-candidates)")
     p.add_argument("--lm-weights", type=float, nargs="+", default=[0.0, 0.1, 0.2, 0.3, 0.5, 1.0])
     p.add_argument("--length-bonus", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
     p.add_argument("--prior", choices=("trigram", "lexicon", "both"), default="trigram",
                    help="trigram: a character trigram of --text; lexicon: jieba's general word dictionary "
                         "(WordLexicon); both: their sum")
     args = p.parse_args(argv)
-    missing = [f for f in args.nbest + args.text if not Path(f).is_file()]
+    missing = [f for f in args.nbest + (args.text if args.prior != "lexicon" else []) if not Path(f).is_file()]
     if missing:
         print(f"skipped: {missing[0]} is missing (run egs/mini_cnvsrc/vsr1 through stage 5, or give --nbest/--text)")
         return
     from vallr_pin.text.normalize import read_sentences  # the tiny LLM's own reader of the same files
 
-    trigram = CharTrigram(read_sentences(args.text)) if args.prior != "lexicon" else None
-    lm = {"trigram": trigram, "lexicon": None, "both": None}[args.prior]
-    if args.prior != "trigram":
-        lm = WordLexicon() if args.prior == "lexicon" else Both(trigram, WordLexicon())
+    if args.prior == "trigram":
+        lm = CharTrigram(read_sentences(args.text))
+    elif args.prior == "lexicon":
+        lm = WordLexicon()
+    else:
+        lm = Both(CharTrigram(read_sentences(args.text)), WordLexicon())
     print(f"prior: {args.prior}")
     for path in args.nbest:
         report(lm, path, args)
 
 
-def report(lm: CharTrigram, path: str, args) -> None:
+def report(lm, path: str, args) -> None:
+    """Print the 1-best, the oracle and the re-ranking grid of ``path`` with ``lm`` (anything with ``logprob``)."""
     import editdistance
 
     from vallr_pin.llm.nbest import read_nbest_jsonl

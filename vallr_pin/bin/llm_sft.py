@@ -53,7 +53,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 import yaml
 
@@ -216,7 +216,8 @@ def add_cpu_distributed_options(options: Dict[str, object], device: str, world_s
 
     Each worker also loads the plugin ``swift_plugin/dist_teardown.py``, which destroys the gloo group at exit:
     transformers leaves it alive, and a rank that had saved its checkpoint then aborted at exit (exit -6,
-    once in .ci/run; :mod:`vallr_pin.distributed`). It is added to the config's ``external_plugins``."""
+    once in .ci/run; :mod:`vallr_pin.distributed`). It joins the config's ``external_plugins`` and any given
+    after ``--`` (:func:`take_plugins`)."""
     if device == "cpu" and world_size > 1:
         options = {"use_cpu": True, "ddp_backend": "gloo", **options}
         options["external_plugins"] = plugin_list(options.get("external_plugins")) + [TEARDOWN_PLUGIN]
@@ -300,8 +301,34 @@ def check_grpo_dependencies() -> None:
                                   "re-run `make -C tools`)")
 
 
+def take_plugins(swift_args: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """``(plugins, rest)``: the values of every ``--external_plugins a b`` / ``--external_plugins=a`` among the
+    ``--`` flags, and the flags without them. ms-swift keeps the last such flag only, so one given after ``--``
+    would replace the plugins llm_sft passes (the teardown of a multi-process CPU run, GRPO's rewards)."""
+    plugins: List[str] = []
+    rest: List[str] = []
+    i = 0
+    while i < len(swift_args):
+        a = swift_args[i]
+        if a == "--external_plugins":
+            i += 1
+            while i < len(swift_args) and not swift_args[i].startswith("--"):
+                plugins.append(swift_args[i])
+                i += 1
+            continue
+        if a.startswith("--external_plugins="):
+            plugins.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+        i += 1
+    return plugins, rest
+
+
 def build_command(args, options: Dict[str, object]) -> List[str]:
     train, dev = args.train, args.dev
+    user_plugins, swift_args = take_plugins(args.swift_args)
+    if user_plugins:
+        options = {**options, "external_plugins": plugin_list(options.get("external_plugins")) + user_plugins}
     if args.rlhf:
         from vallr_pin.llm.grpo import PLUGIN
 
@@ -322,7 +349,7 @@ def build_command(args, options: Dict[str, object]) -> List[str]:
         bool(dev) and Path(dev).exists() and Path(dev).stat().st_size > 0)
     if has_dev:
         cmd += ["--val_dataset", str(dev)]
-    return cmd + list(args.swift_args)
+    return cmd + swift_args
 
 
 def effective_option(options: Dict[str, object], swift_args: Sequence[str], name: str) -> object:
