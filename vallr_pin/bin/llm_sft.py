@@ -326,20 +326,20 @@ def take_plugins(swift_args: Sequence[str]) -> Tuple[List[str], List[str]]:
 
 def build_command(args, options: Dict[str, object]) -> List[str]:
     train, dev = args.train, args.dev
+    # one --external_plugins list (a second flag would replace the first): GRPO's rewards, the config's (with
+    # the teardown of add_cpu_distributed_options), the ones after `--`
     user_plugins, swift_args = take_plugins(args.swift_args)
-    if user_plugins:
-        options = {**options, "external_plugins": plugin_list(options.get("external_plugins")) + user_plugins}
+    plugins = plugin_list(options.get("external_plugins")) + user_plugins
     if args.rlhf:
         from vallr_pin.llm.grpo import PLUGIN
 
         paths = grpo_data_paths(args, options)
         train, dev = paths["train"], paths["dev"]
         cmd = [sys.executable, "-m", "swift.cli.main", "rlhf", "--rlhf_type", args.rlhf, "--model", str(args.model)]
-        # the rewards' plugin joins the others (one flag: a second --external_plugins would replace the first)
-        options = {**options, "external_plugins": [PLUGIN] + plugin_list(options.get("external_plugins"))}
+        plugins = [PLUGIN] + plugins
     else:
         cmd = [sys.executable, "-m", "swift.cli.main", "sft", "--model", str(args.model)]
-    cmd += to_cli(options)
+    cmd += to_cli({**options, "external_plugins": plugins or None})  # None: no flag
     if args.init_adapter:
         cmd += ["--adapters", str(args.init_adapter)]
         if args.rlhf and grpo_beta(options, args.swift_args) != 0:  # the KL term's reference: the SFT policy
