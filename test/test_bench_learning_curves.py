@@ -12,7 +12,7 @@ from bench_learning_curves import main, parse_train_log  # noqa: E402
 
 _LINE = ("[vm] 2026-12-07 19:51:29,913 (trainer:394) INFO: {e}epoch results: [train] iter_time=0.010, "
          "acc_char=0.5, optim0_lr0=3.000e-03, train_time=0.210, time={t}, total_count={n}, [valid] loss_char=16.9, "
-         "acc_char={acc}, cer_ctc_pinyin={cer}, loss=20.7, time=0.9 seconds, total_count=162\n")
+         "acc_char={acc}, cer_ctc_char=0.7, cer_ctc_pinyin={cer}, loss=20.7, time=0.9 seconds, total_count=162\n")
 
 
 def _log(tmp_path: Path, name: str, rows) -> Path:
@@ -51,3 +51,30 @@ def test_main_says_what_is_wrong(tmp_path, capsys):
     a = _log(tmp_path, "a", [(1, "60 seconds", 0.2, 0.9)])
     assert main(["--exp", str(a), "--metric", "valid.acc_pinyin"]) == 2
     assert "has no valid.acc_pinyin" in capsys.readouterr().err
+
+
+def test_without_arguments_it_skips_when_the_demo_has_not_trained(tmp_path, monkeypatch, capsys):
+    # `make bench` runs every bench without arguments and stops at the first non-zero exit
+    import bench_learning_curves
+
+    fake = tmp_path / "test" / "bench" / "bench_learning_curves.py"
+    monkeypatch.setattr(bench_learning_curves, "__file__", str(fake))
+    assert main([]) == 0
+    assert "skipped" in capsys.readouterr().out
+    exp = tmp_path / "egs" / "mini_cnvsrc" / "vsr1" / "exp"
+    exp.mkdir(parents=True)
+    _log(exp, "vsr_dual", [(1, "60 seconds", 0.2, 0.9)])
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "valid.acc_char" in out and "dual" in out and "0.200 (  1.0)" in out
+
+
+def test_a_log_without_results_or_a_bare_directory_argument(tmp_path, capsys):
+    d = tmp_path / "vsr_x"
+    d.mkdir()
+    (d / "train.log").write_text("[vm] INFO: starting\n", encoding="utf-8")
+    assert main(["--exp", str(d)]) == 2
+    assert "no 'Nepoch results' line" in capsys.readouterr().err
+    a = _log(tmp_path, "vsr_y", [(1, "60 seconds", 0.2, 0.9)])
+    assert main(["--exp", str(a)]) == 0
+    assert "vsr_y" in capsys.readouterr().out  # the directory's name labels it

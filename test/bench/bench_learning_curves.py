@@ -2,8 +2,8 @@
 """Learning curves of several Stage I trainings side by side: is the step count the lever?
 
 Reads each experiment's ESPnet ``train.log`` ("Nepoch results: [train] ... time=S seconds ... [valid] ...")
-and prints, per epoch, the chosen validation metrics of every experiment next to the cumulative seconds of
-training it took, so that schedules of different length (12, 18, 24 epochs with the same peak rate) compare per
+and prints, per epoch, the chosen validation metrics of every experiment, each with the cumulative minutes of
+training it took in brackets, so that schedules of different length (12, 18, 24 epochs with the same peak rate) compare per
 epoch and per second of the same host. ``--plot`` draws them (x: cumulative training minutes).
 
     tools/venv/bin/python test/bench/bench_learning_curves.py \\
@@ -57,13 +57,24 @@ def parse_train_log(path: Path) -> list[dict]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    p.add_argument("--exp", action="append", required=True, metavar="LABEL=DIR",
-                   help="an experiment directory holding train.log (stage 4's exp/vsr_<tag>); repeat")
+    p.add_argument("--exp", action="append", metavar="LABEL=DIR",
+                   help="an experiment directory holding train.log (stage 4's exp/vsr_<tag>); repeat "
+                        "(default: the mini recipe's two models, dual=... and char=...)")
     p.add_argument("--metric", action="append", metavar="valid.KEY",
                    help="metrics to show (default: valid.cer_ctc_pinyin and valid.acc_char)")
     p.add_argument("--plot", help="write a PNG of the curves here")
     args = p.parse_args(argv)
     metrics = args.metric or ["valid.cer_ctc_pinyin", "valid.acc_char"]
+    if not args.exp:  # `make bench` runs every bench without arguments: the demo's models, if it has run
+        exp = Path(__file__).resolve().parents[2] / "egs" / "mini_cnvsrc" / "vsr1" / "exp"
+        if not (exp / "vsr_dual" / "train.log").is_file():
+            print(f"bench_learning_curves: skipped: {exp}/vsr_dual/train.log not found (run `make demo` through "
+                  "stage 4, or pass --exp)")
+            return 0
+        args.exp = [f"dual={exp / 'vsr_dual'}"] + ([f"char={exp / 'vsr_char'}"]
+                                                   if (exp / "vsr_char" / "train.log").is_file() else [])
+        if not args.metric:
+            metrics = ["valid.acc_char", "valid.cer_ctc_char"]  # what both models have
 
     runs = {}
     for spec in args.exp:
@@ -78,10 +89,10 @@ def main(argv=None) -> int:
         if not rows:
             print(f"bench_learning_curves: {log} has no 'Nepoch results' line yet", file=sys.stderr)
             return 2
-        missing = [m for m in metrics if m not in rows[0]]
+        missing = sorted({m for m in metrics for r in rows if m not in r})
         if missing:
-            print(f"bench_learning_curves: {log} has no {', '.join(missing)}; it has "
-                  f"{', '.join(k for k in rows[0] if k.startswith('valid.'))}", file=sys.stderr)
+            print(f"bench_learning_curves: {log} has no {', '.join(missing)} in some epoch; it has "
+                  f"{', '.join(k for k in rows[-1] if k.startswith('valid.'))}", file=sys.stderr)
             return 2
         runs[label] = rows
 
