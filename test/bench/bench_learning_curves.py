@@ -94,6 +94,10 @@ def main(argv=None) -> int:
             print(f"bench_learning_curves: {log} has no {', '.join(missing)} in some epoch; it has "
                   f"{', '.join(k for k in rows[-1] if k.startswith('valid.'))}", file=sys.stderr)
             return 2
+        total = 0.0
+        for r in rows:  # the x of the table and the figure: cumulative training minutes
+            total += r["train_seconds"]
+            r["train_minutes_total"] = total / 60
         runs[label] = rows
 
     last = max(len(r) for r in runs.values())
@@ -104,8 +108,7 @@ def main(argv=None) -> int:
             cells = []
             for rows in runs.values():
                 if i < len(rows):
-                    minutes = sum(r["train_seconds"] for r in rows[: i + 1]) / 60
-                    cells.append(f"{rows[i][metric]:>8.3f} ({minutes:>5.1f})")
+                    cells.append(f"{rows[i][metric]:>8.3f} ({rows[i]['train_minutes_total']:>5.1f})")
                 else:
                     cells.append(" " * 16)
             print(f"{i + 1:>5} " + " ".join(cells))
@@ -123,11 +126,7 @@ def plot(runs: dict, metrics: list, path: str) -> None:
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.8), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         for label, rows in runs.items():
-            minutes, total = [], 0.0
-            for r in rows:
-                total += r["train_seconds"]
-                minutes.append(total / 60)
-            ax.plot(minutes, [r[metric] for r in rows], marker=".", label=label)
+            ax.plot([r["train_minutes_total"] for r in rows], [r[metric] for r in rows], marker=".", label=label)
         ax.set_xlabel("training minutes (cumulative, this host)")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
